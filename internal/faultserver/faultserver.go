@@ -1,0 +1,450 @@
+// Package faultserver is a real WebSocket server on 127.0.0.1 whose every
+// connection follows a script: answer the upgrade with any status and
+// headers, delay or trickle it, send a bad accept key, then send, read,
+// echo, close with any code, reset the TCP connection or go silent.
+//
+// Scripts are queued with Script and taken one per connection, in order;
+// a connection that finds the queue empty follows the default plan, which
+// echoes until the client goes away.
+package faultserver
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha1"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Plan is what the server does with one connection.
+type Plan struct {
+	// Delay waits before answering the upgrade.
+	Delay time.Duration
+	// Status, when not 0, answers the upgrade with this HTTP status,
+	// Header and Body instead of upgrading.
+	Status int
+	Header http.Header
+	Body   string
+	// BadAccept answers 101 with a wrong Sec-WebSocket-Accept.
+	BadAccept bool
+	// Trickle answers a valid 101 one byte per Trickle, then hangs up: a
+	// slow-trickle upgrade.
+	Trickle time.Duration
+	// Steps run in order on the upgraded socket. When they end with the
+	// socket still open, the server keeps reading (answering pings) until
+	// the client goes away.
+	Steps []Step
+}
+
+// Step is one scripted action on an upgraded socket.
+type Step func(ctx context.Context, p *Peer) error
+
+// Peer is the server side of one upgraded connection.
+type Peer struct {
+	Conn *websocket.Conn
+	TCP  net.Conn
+	Info *ConnInfo
+}
+
+// ConnInfo records one connection.
+type ConnInfo struct {
+	Index  int         // 1 for the first connection
+	Header http.Header // the upgrade request's headers
+	URL    string      // the request URI
+
+	mu       sync.Mutex
+	received []string
+}
+
+// Received returns the messages read from the client so far.
+func (c *ConnInfo) Received() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.received...)
+}
+
+func (c *ConnInfo) record(m string) {
+	c.mu.Lock()
+	c.received = append(c.received, m)
+	c.mu.Unlock()
+}
+
+// Server is a scripted WebSocket server.
+type Server struct {
+	// URL is ws://127.0.0.1:port/.
+	URL string
+
+	ln     net.Listener
+	http   *http.Server
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	plans  []Plan
+	def    Plan
+	conns  []*ConnInfo
+	tcp    map[net.Conn]struct{}
+	closed bool
+}
+
+type connKey struct{}
+
+// Start listens on 127.0.0.1 on a free port and serves.
+func Start() (*Server, error) {
+	return StartOn("127.0.0.1:0")
+}
+
+// StartOn listens on addr (a loopback address) and serves.
+func StartOn(addr string) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		URL:    "ws://" + ln.Addr().String() + "/",
+		ln:     ln,
+		ctx:    ctx,
+		cancel: cancel,
+		def:    Plan{Steps: []Step{Echo()}},
+		tcp:    map[net.Conn]struct{}{},
+	}
+	s.http = &http.Server{
+		Handler:     http.HandlerFunc(s.serve),
+		BaseContext: func(net.Listener) context.Context { return ctx },
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			s.mu.Lock()
+			s.tcp[c] = struct{}{}
+			s.mu.Unlock()
+			return context.WithValue(ctx, connKey{}, c)
+		},
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateClosed {
+				s.mu.Lock()
+				delete(s.tcp, c)
+				s.mu.Unlock()
+			}
+		},
+		ErrorLog: nil,
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.http.Serve(ln)
+	}()
+	return s, nil
+}
+
+// Addr returns the listening address, host:port.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Script queues plans, one per future connection.
+func (s *Server) Script(plans ...Plan) {
+	s.mu.Lock()
+	s.plans = append(s.plans, plans...)
+	s.mu.Unlock()
+}
+
+// SetDefault sets the plan for connections that find the queue empty.
+func (s *Server) SetDefault(p Plan) {
+	s.mu.Lock()
+	s.def = p
+	s.mu.Unlock()
+}
+
+// Conns returns the connections seen so far, in order.
+func (s *Server) Conns() []*ConnInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*ConnInfo(nil), s.conns...)
+}
+
+// Accepted returns how many connections reached the handler.
+func (s *Server) Accepted() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// DropAll resets every open TCP connection, as a crashing server would.
+func (s *Server) DropAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.tcp {
+		reset(c)
+	}
+}
+
+// Close stops the server, resets every connection and waits for every
+// handler to return.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.http.Close()
+	s.DropAll()
+	s.wg.Wait()
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	defer s.wg.Done()
+	plan := s.def
+	if len(s.plans) > 0 {
+		plan, s.plans = s.plans[0], s.plans[1:]
+	}
+	info := &ConnInfo{Index: len(s.conns) + 1, Header: r.Header.Clone(), URL: r.RequestURI}
+	s.conns = append(s.conns, info)
+	s.mu.Unlock()
+
+	ctx := s.ctx
+	if !sleep(ctx, plan.Delay) {
+		return
+	}
+	tcp, _ := r.Context().Value(connKey{}).(net.Conn)
+	defer func() {
+		s.mu.Lock()
+		delete(s.tcp, tcp)
+		s.mu.Unlock()
+	}()
+	switch {
+	case plan.Status != 0:
+		for k, v := range plan.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(plan.Status)
+		fmt.Fprint(w, plan.Body)
+		return
+	case plan.BadAccept:
+		s.rawUpgrade(ctx, w, "not-the-right-accept-key", 0)
+		return
+	case plan.Trickle > 0:
+		s.rawUpgrade(ctx, w, acceptKey(r.Header.Get("Sec-WebSocket-Key")), plan.Trickle)
+		return
+	}
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		return
+	}
+	conn.SetReadLimit(-1)
+	defer conn.CloseNow()
+	p := &Peer{Conn: conn, TCP: tcp, Info: info}
+	for _, step := range plan.Steps {
+		if err := step(ctx, p); err != nil {
+			return
+		}
+	}
+	// Keep the socket up, answering pings, until the client leaves.
+	for {
+		if _, _, err := conn.Read(ctx); err != nil {
+			return
+		}
+	}
+}
+
+// rawUpgrade writes a 101 response by hand with the given accept key, one
+// byte per trickle when trickle > 0, then holds the connection until the
+// client hangs up or the server closes.
+func (s *Server) rawUpgrade(ctx context.Context, w http.ResponseWriter, accept string, trickle time.Duration) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		return
+	}
+	c, brw, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Accept: " + accept + "\r\n\r\n"
+	if trickle == 0 {
+		// Hang up after the response: a client reading a body after the
+		// bad 101 sees its end at once.
+		brw.WriteString(resp)
+		brw.Flush()
+		return
+	} else {
+		for i := 0; i < len(resp); i++ {
+			if _, err := c.Write([]byte{resp[i]}); err != nil || !sleep(ctx, trickle) {
+				return
+			}
+		}
+	}
+	bufio.NewReader(c).WriteTo(discard{})
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func acceptKey(key string) string {
+	h := sha1.New()
+	h.Write([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// reset closes c with an RST instead of a FIN.
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
+}
+
+var errStop = errors.New("faultserver: socket ended by the script")
+
+// Send sends each message as text.
+func Send(msgs ...string) Step {
+	return func(ctx context.Context, p *Peer) error {
+		for _, m := range msgs {
+			if err := p.Conn.Write(ctx, websocket.MessageText, []byte(m)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// SendN sends n text messages, fmt.Sprintf(format, i) for i from 1 to n.
+func SendN(n int, format string) Step {
+	return func(ctx context.Context, p *Peer) error {
+		for i := 1; i <= n; i++ {
+			if err := p.Conn.Write(ctx, websocket.MessageText, []byte(fmt.Sprintf(format, i))); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// SendBytes sends one binary message of n bytes.
+func SendBytes(n int) Step {
+	return func(ctx context.Context, p *Peer) error {
+		return p.Conn.Write(ctx, websocket.MessageBinary, make([]byte, n))
+	}
+}
+
+// Read reads n messages from the client and records them.
+func Read(n int) Step {
+	return func(ctx context.Context, p *Peer) error {
+		for i := 0; i < n; i++ {
+			_, b, err := p.Conn.Read(ctx)
+			if err != nil {
+				return err
+			}
+			p.Info.record(string(b))
+		}
+		return nil
+	}
+}
+
+// Close sends a close frame with code and reason and waits briefly for
+// the client's answer.
+func Close(code websocket.StatusCode, reason string) Step {
+	return func(ctx context.Context, p *Peer) error {
+		p.Conn.Close(code, reason)
+		return errStop
+	}
+}
+
+// Reset drops the TCP connection with an RST, without a close frame.
+func Reset() Step {
+	return func(ctx context.Context, p *Peer) error {
+		reset(p.TCP)
+		return errStop
+	}
+}
+
+// Hangup closes the TCP connection with a FIN, without a close frame.
+func Hangup() Step {
+	return func(ctx context.Context, p *Peer) error {
+		p.TCP.Close()
+		return errStop
+	}
+}
+
+// Silent stops reading, so that pings are never answered, and keeps the
+// TCP connection open for d (until the server closes when d is 0), then
+// hangs up.
+func Silent(d time.Duration) Step {
+	return func(ctx context.Context, p *Peer) error {
+		if d == 0 {
+			<-ctx.Done()
+		} else {
+			sleep(ctx, d)
+		}
+		return errStop
+	}
+}
+
+// Sleep waits d while not reading.
+func Sleep(d time.Duration) Step {
+	return func(ctx context.Context, p *Peer) error {
+		if !sleep(ctx, d) {
+			return ctx.Err()
+		}
+		return nil
+	}
+}
+
+// Echo records and sends back every message until the client goes away.
+func Echo() Step {
+	return func(ctx context.Context, p *Peer) error {
+		for {
+			typ, b, err := p.Conn.Read(ctx)
+			if err != nil {
+				return err
+			}
+			p.Info.record(string(b))
+			if err := p.Conn.Write(ctx, typ, b); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Raw writes bytes straight to the TCP connection, for frames that break
+// the protocol.
+func Raw(b []byte) Step {
+	return func(ctx context.Context, p *Peer) error {
+		_, err := p.TCP.Write(b)
+		return err
+	}
+}
+
+// Do runs f, for anything the other steps do not cover.
+func Do(f func(ctx context.Context, p *Peer) error) Step { return f }

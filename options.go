@@ -1,0 +1,287 @@
+package resocket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/coder/websocket"
+)
+
+// Defaults of the options, each documented on its option.
+const (
+	DefaultHeartbeatInterval = 30 * time.Second
+	DefaultHeartbeatTimeout  = 15 * time.Second
+	DefaultConnectTimeout    = 20 * time.Second
+	DefaultCloseTimeout      = 2 * time.Second
+	DefaultStableAfter       = 5 * time.Second
+	DefaultMaxReidentify     = 2
+	DefaultReadLimit         = 1 << 20
+	DefaultReadQueue         = 64
+	DefaultEventBuffer       = 64
+)
+
+// Mode tells the handshake whether to start a session or resume one.
+type Mode int
+
+const (
+	// ModeIdentify: start a fresh session. The first socket of a client,
+	// and every socket after a re-identify, runs in this mode.
+	ModeIdentify Mode = iota
+	// ModeResume: a previous socket of this client finished its handshake
+	// and the session may still be valid; resume it. Sockets after a retry
+	// run in this mode.
+	ModeResume
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeIdentify:
+		return "identify"
+	case ModeResume:
+		return "resume"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// Handshake runs on every new socket before it counts as OPEN, with a
+// context bounded by the connect timeout and cancelled by Close. Returning
+// nil opens the socket; an error ends it and is classified (see Fatal and
+// Reidentify to force the decision).
+type Handshake func(ctx context.Context, s *Session) error
+
+// Session is what the handshake gets, per socket.
+type Session struct {
+	Mode     Mode            // ModeIdentify or ModeResume
+	Attempt  int             // the attempt that made this socket, 1 for the client's first
+	Conn     *websocket.Conn // the raw socket; use it only inside the handshake
+	Response *http.Response  // the upgrade response
+}
+
+// Option configures a Client. Options are checked by New: a nil or
+// out-of-range value is an error that names the option.
+type Option interface {
+	apply(*config) error
+}
+
+type optionFunc func(*config) error
+
+func (f optionFunc) apply(c *config) error { return f(c) }
+
+type config struct {
+	handshake         Handshake
+	policy            Policy
+	newBackoff        func() backoff.BackOff
+	heartbeatInterval time.Duration
+	heartbeatTimeout  time.Duration
+	connectTimeout    time.Duration
+	closeTimeout      time.Duration
+	maxReidentify     int
+	stableAfter       time.Duration
+	dialOptions       websocket.DialOptions
+	readLimit         int64
+	readQueue         int
+	eventBuffer       int
+	logger            *slog.Logger
+}
+
+func defaultConfig() config {
+	return config{
+		policy:            DefaultPolicy,
+		heartbeatInterval: DefaultHeartbeatInterval,
+		heartbeatTimeout:  DefaultHeartbeatTimeout,
+		connectTimeout:    DefaultConnectTimeout,
+		closeTimeout:      DefaultCloseTimeout,
+		maxReidentify:     DefaultMaxReidentify,
+		stableAfter:       DefaultStableAfter,
+		readLimit:         DefaultReadLimit,
+		readQueue:         DefaultReadQueue,
+		eventBuffer:       DefaultEventBuffer,
+		logger:            slog.New(discardHandler{}),
+	}
+}
+
+// WithHandshake sets the function that identifies or resumes on each new
+// socket. Without one, a socket is OPEN as soon as the upgrade succeeds.
+func WithHandshake(h func(ctx context.Context, s *Session) error) Option {
+	return optionFunc(func(c *config) error {
+		if h == nil {
+			return errors.New("WithHandshake: handshake is nil")
+		}
+		c.handshake = h
+		return nil
+	})
+}
+
+// WithPolicy replaces DefaultPolicy. Use DefaultPolicy's With methods to
+// change a few rows, or PolicyFunc to decide everything.
+func WithPolicy(p Policy) Option {
+	return optionFunc(func(c *config) error {
+		if p == nil {
+			return errors.New("WithPolicy: policy is nil")
+		}
+		if f, ok := p.(PolicyFunc); ok && f == nil {
+			return errors.New("WithPolicy: PolicyFunc is nil")
+		}
+		c.policy = p
+		return nil
+	})
+}
+
+// WithBackoff replaces the reconnect schedule. newBackoff is called once per
+// client; its value is Reset after every stable socket and used as it is
+// (no jittered first retry is added). backoff.Stop ends the client with
+// ErrRetriesExhausted. Retry-After and 1013 still raise the floor.
+func WithBackoff(newBackoff func() backoff.BackOff) Option {
+	return optionFunc(func(c *config) error {
+		if newBackoff == nil {
+			return errors.New("WithBackoff: function is nil")
+		}
+		c.newBackoff = newBackoff
+		return nil
+	})
+}
+
+// WithHeartbeat sets how often a ping is sent and how long to wait for its
+// pong before the socket is declared dead (a 1006 disconnect, retried).
+// An interval of 0 turns the heartbeat off. Defaults to 30 s and 15 s, inside
+// the 60 s idle cut of common proxies; a silent peer is found within
+// interval+timeout.
+func WithHeartbeat(interval, timeout time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if interval < 0 {
+			return fmt.Errorf("WithHeartbeat: interval must not be negative, got %v", interval)
+		}
+		if interval > 0 && timeout <= 0 {
+			return fmt.Errorf("WithHeartbeat: timeout must be positive when the interval is set, got %v", timeout)
+		}
+		c.heartbeatInterval, c.heartbeatTimeout = interval, timeout
+		return nil
+	})
+}
+
+// WithConnectTimeout bounds dial, upgrade and handshake together. A slow
+// server past it is a retry. Defaults to 20 s (gRPC's minimum connect
+// timeout).
+func WithConnectTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("WithConnectTimeout: timeout must be positive, got %v", d)
+		}
+		c.connectTimeout = d
+		return nil
+	})
+}
+
+// WithCloseTimeout bounds how long Close waits for the peer to answer its
+// close frame before it cuts the connection. Defaults to 2 s.
+func WithCloseTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("WithCloseTimeout: timeout must be positive, got %v", d)
+		}
+		c.closeTimeout = d
+		return nil
+	})
+}
+
+// WithMaxReidentify sets how many re-identifies in a row, with no stable
+// socket between them, make the client stop with ErrReidentifyLoop.
+// Defaults to 2: one re-identify is allowed, a second quick one stops.
+func WithMaxReidentify(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("WithMaxReidentify: n must be at least 1, got %d", n)
+		}
+		c.maxReidentify = n
+		return nil
+	})
+}
+
+// WithStableAfter sets how long a socket must stay OPEN to reset the
+// backoff schedule and the re-identify loop guard. Defaults to 5 s.
+func WithStableAfter(d time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("WithStableAfter: duration must not be negative, got %v", d)
+		}
+		c.stableAfter = d
+		return nil
+	})
+}
+
+// WithDialOptions sets coder/websocket's dial options: headers,
+// subprotocols, compression, the HTTP client. The value is copied.
+func WithDialOptions(o *websocket.DialOptions) Option {
+	return optionFunc(func(c *config) error {
+		if o == nil {
+			return errors.New("WithDialOptions: options are nil")
+		}
+		c.dialOptions = *o
+		c.dialOptions.HTTPHeader = o.HTTPHeader.Clone()
+		return nil
+	})
+}
+
+// WithReadLimit sets the largest message, in bytes, the client accepts; a
+// larger one is a fatal 1009 whose error names this option. -1 removes the
+// limit. Defaults to 1 MiB.
+func WithReadLimit(n int64) Option {
+	return optionFunc(func(c *config) error {
+		if n < 1 && n != -1 {
+			return fmt.Errorf("WithReadLimit: limit must be positive or -1 (no limit), got %d", n)
+		}
+		c.readLimit = n
+		return nil
+	})
+}
+
+// WithReadQueue sets how many received messages wait for Read. When the
+// queue is full the client stops reading from the socket until Read makes
+// room, so the pressure reaches the server through TCP. Defaults to 64.
+func WithReadQueue(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("WithReadQueue: size must be at least 1, got %d", n)
+		}
+		c.readQueue = n
+		return nil
+	})
+}
+
+// WithEventBuffer sets the buffer of the channel Events returns. Defaults
+// to 64.
+func WithEventBuffer(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("WithEventBuffer: size must be at least 1, got %d", n)
+		}
+		c.eventBuffer = n
+		return nil
+	})
+}
+
+// WithLogger sets a logger for the client's decisions (debug) and
+// problems (warn, error). URLs and errors are redacted before they are
+// logged. The client is silent without one.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) error {
+		if l == nil {
+			return errors.New("WithLogger: logger is nil")
+		}
+		c.logger = l
+		return nil
+	})
+}
+
+// discardHandler drops every record; Enabled saves building them.
+type discardHandler struct{}
+
+func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false }
+func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
+func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
+func (d discardHandler) WithGroup(string) slog.Handler           { return d }

@@ -1,0 +1,76 @@
+package resocket
+
+import "fmt"
+
+// State is where a Client is in its lifecycle. There are exactly four.
+type State int32
+
+const (
+	// StateConnecting covers dialing, the upgrade, the handshake and the
+	// wait between attempts. A new Client starts here.
+	StateConnecting State = iota
+	// StateOpen means the handshake returned nil: Read and Write work.
+	StateOpen
+	// StateClosing means Close was called, or a fatal disconnect is being
+	// wound down.
+	StateClosing
+	// StateClosed is terminal: Read and Write return an error wrapping
+	// ErrClosed, and Err tells why.
+	StateClosed
+)
+
+func (s State) String() string {
+	switch s {
+	case StateConnecting:
+		return "CONNECTING"
+	case StateOpen:
+		return "OPEN"
+	case StateClosing:
+		return "CLOSING"
+	case StateClosed:
+		return "CLOSED"
+	}
+	return fmt.Sprintf("State(%d)", int32(s))
+}
+
+// transitions lists every allowed state change. Anything else is refused.
+// CONNECTING→CONNECTING is not a transition: a new attempt bumps the attempt
+// counter instead. OPEN→CLOSED must pass through CLOSING so that the close
+// handshake has a state of its own.
+var transitions = map[[2]State]bool{
+	{StateConnecting, StateOpen}:    true, // handshake done
+	{StateOpen, StateConnecting}:    true, // socket dropped, will retry or re-identify
+	{StateConnecting, StateClosing}: true, // Close while dialing or waiting
+	{StateOpen, StateClosing}:       true, // Close or a fatal disconnect
+	{StateConnecting, StateClosed}:  true, // fatal before the socket opened
+	{StateClosing, StateClosed}:     true, // wound down
+}
+
+// TransitionAllowed reports whether the state machine permits moving from
+// one state to another.
+func TransitionAllowed(from, to State) bool {
+	return transitions[[2]State{from, to}]
+}
+
+// setState is the only code that changes c.state. The caller holds c.mu.
+// It refuses (and counts) any move the table does not allow, wakes every
+// goroutine waiting for a state change, and publishes StateChanged; on
+// CLOSED it also closes Done and ends every event channel.
+func (c *Client) setState(to State) bool {
+	from := State(c.state.Load())
+	if !TransitionAllowed(from, to) {
+		c.stats.illegalTransitions.Add(1)
+		c.log.Error("resocket: refused state transition", "from", from, "to", to)
+		return false
+	}
+	c.state.Store(int32(to))
+	close(c.stateChanged)
+	c.stateChanged = make(chan struct{})
+	if to == StateClosed {
+		close(c.done)
+		c.events.finish(StateChanged{From: from, To: to})
+		return true
+	}
+	publish(&c.events, StateChanged{From: from, To: to})
+	return true
+}
