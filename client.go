@@ -633,7 +633,7 @@ func (c *Client) connect(attempt int, mode Mode) (*socket, Disconnect, *Action) 
 	conn, resp, err := websocket.Dial(context.WithValue(ctx, tcpSlotKey{}, slot), c.url, &c.dialOpt)
 	if err != nil {
 		slot.close()
-		d := dialDisconnect(resp, err)
+		d := dialDisconnect(resp, c.redact.err(err))
 		if resp == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && c.life.Err() == nil {
 			d.Err = fmt.Errorf("resocket: no upgrade within the connect timeout of %v: %w", c.cfg.connectTimeout, err)
 		}
@@ -651,7 +651,7 @@ func (c *Client) connect(attempt int, mode Mode) (*socket, Disconnect, *Action) 
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) && c.life.Err() == nil {
 		err = fmt.Errorf("resocket: handshake did not finish within the connect timeout of %v: %w", c.cfg.connectTimeout, err)
 	}
-	d := c.redact.disconnect(handshakeDisconnect(mode, err, c.cfg.readLimit))
+	d := c.redact.disconnect(handshakeDisconnect(mode, c.redact.err(err), c.cfg.readLimit))
 	var forced *Action
 	if a, ok := forcedAction(err); ok {
 		forced = &a

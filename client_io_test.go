@@ -1,0 +1,497 @@
+package resocket_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/coder/websocket"
+
+	"github.com/resocket/resocket"
+	"github.com/resocket/resocket/internal/faultserver"
+)
+
+func readText(t *testing.T, c *resocket.Client) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	_, b, err := c.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// Messages come out of Read once each, in the order sent, across a drop.
+func TestReadOrderAcrossReconnects(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t,
+		// A FIN after the last message: everything sent is delivered. (An
+		// RST would discard what still sits in the server's send buffer.)
+		faultserver.Plan{Steps: []faultserver.Step{faultserver.SendN(50, "a%d"), faultserver.Hangup()}},
+		faultserver.Plan{Steps: []faultserver.Step{faultserver.SendN(50, "b%d"), faultserver.Close(websocket.StatusServiceRestart, "")}},
+		faultserver.Plan{Steps: []faultserver.Step{faultserver.SendN(50, "c%d")}},
+	)
+	c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithReadQueue(4))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, prefix := range []string{"a", "b", "c"} {
+		for i := 1; i <= 50; i++ {
+			if got, want := readText(t, c), fmt.Sprintf("%s%d", prefix, i); got != want {
+				t.Fatalf("got %q, want %q", got, want)
+			}
+		}
+	}
+	if s := c.Stats(); s.Opens != 3 {
+		t.Fatalf("opens = %d, want 3", s.Opens)
+	}
+}
+
+// A Read whose ctx ends returns ctx's error and leaves the socket up.
+func TestReadContextLeavesSocketUp(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, _, err := c.Read(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Read = %v, want DeadlineExceeded", err)
+	}
+	if err := c.Write(context.Background(), websocket.MessageText, []byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readText(t, c); got != "still here" {
+		t.Fatalf("echo %q", got)
+	}
+	if s := c.Stats(); s.Opens != 1 || s.Disconnects != 0 {
+		t.Fatalf("stats %+v: the socket must have stayed up", s)
+	}
+}
+
+// A consumer slower than the pong timeout is not a dead peer: the pump
+// waits on the full queue, the heartbeat does not fire.
+func TestSlowConsumerIsNotDeadPeer(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.SendN(20, "m%d")}})
+	c, err := resocket.Dial(context.Background(), srv.URL,
+		fast(resocket.WithReadQueue(1), resocket.WithHeartbeat(20*time.Millisecond, 30*time.Millisecond))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(300 * time.Millisecond) // ten pong timeouts with the consumer stalled
+	for i := 1; i <= 20; i++ {
+		if got, want := readText(t, c), fmt.Sprintf("m%d", i); got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+	if s := c.Stats(); s.HeartbeatTimeouts != 0 || s.Opens != 1 {
+		t.Fatalf("stats %+v: a slow consumer was taken for a dead peer", s)
+	}
+	// The heartbeat still works once the consumer keeps up.
+	time.Sleep(100 * time.Millisecond)
+	if s := c.Stats(); s.HeartbeatTimeouts != 0 {
+		t.Fatalf("heartbeat timeouts %d on a live peer", s.HeartbeatTimeouts)
+	}
+}
+
+// Messages that arrived before a fatal close are still readable; then Read
+// returns the fatal error.
+func TestMessagesBeforeFatalCloseAreKept(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Send("last words"), faultserver.Close(4004, "bad token")}})
+	c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, c)
+	if got := readText(t, c); got != "last words" {
+		t.Fatalf("got %q", got)
+	}
+	_, _, err = c.Read(context.Background())
+	if websocket.CloseStatus(err) != 4004 || !errors.Is(err, resocket.ErrClosed) {
+		t.Fatalf("Read = %v, want the fatal 4004 wrapped in ErrClosed", err)
+	}
+}
+
+// Write waits for OPEN while CONNECTING and then writes to the live socket.
+func TestWriteWaitsForOpen(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, faultserver.Plan{Delay: 100 * time.Millisecond, Steps: []faultserver.Step{faultserver.Echo()}})
+	c, err := resocket.New(srv.URL, fast()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	written := make(chan error, 1)
+	go func() { written <- c.Write(context.Background(), websocket.MessageText, []byte("early")) }()
+	if err := c.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	if got := readText(t, c); got != "early" {
+		t.Fatalf("echo %q", got)
+	}
+}
+
+func TestWriteErrors(t *testing.T) {
+	t.Parallel()
+	t.Run("ctx-while-connecting", func(t *testing.T) {
+		c, err := resocket.New(refusedURL(t), fast()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		go c.Connect(context.Background())
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		err = c.Write(ctx, websocket.MessageText, []byte("x"))
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "waiting for an open socket") {
+			t.Fatalf("Write = %v", err)
+		}
+	})
+	t.Run("bad-type", func(t *testing.T) {
+		srv := startServer(t)
+		c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Write(context.Background(), 0, nil); err == nil || !strings.Contains(err.Error(), "message type") {
+			t.Fatalf("Write(type 0) = %v", err)
+		}
+	})
+	t.Run("after-close", func(t *testing.T) {
+		srv := startServer(t)
+		c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if err := c.Write(context.Background(), websocket.MessageText, nil); err != resocket.ErrClosed {
+			t.Fatalf("Write after Close = %v, want ErrClosed", err)
+		}
+		if _, _, err := c.Read(context.Background()); err != resocket.ErrClosed {
+			t.Fatalf("Read after Close = %v, want ErrClosed", err)
+		}
+	})
+}
+
+// Close works from every state and returns promptly.
+func TestCloseFromEveryState(t *testing.T) {
+	check := func(t *testing.T, c *resocket.Client, start time.Time) {
+		t.Helper()
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("Close took %v", d)
+		}
+		if c.State() != resocket.StateClosed || c.Err() != resocket.ErrClosed {
+			t.Fatalf("after Close: %v %v", c.State(), c.Err())
+		}
+		if err := c.Close(); err != nil {
+			t.Fatalf("second Close = %v", err)
+		}
+		if err := c.Connect(context.Background()); !errors.Is(err, resocket.ErrClosed) {
+			t.Fatalf("Connect after Close = %v", err)
+		}
+	}
+	t.Run("never-connected", func(t *testing.T) {
+		t.Parallel()
+		c, err := resocket.New("ws://127.0.0.1:9/", fast()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := record(c)
+		start := time.Now()
+		c.Close()
+		check(t, c, start)
+		equal(t, "states", rec.states(t), []resocket.State{resocket.StateClosing, resocket.StateClosed})
+	})
+	t.Run("dialing", func(t *testing.T) {
+		t.Parallel()
+		srv := startServer(t, faultserver.Plan{Delay: time.Minute})
+		c, err := resocket.New(srv.URL, fast()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		connected := make(chan error, 1)
+		go func() { connected <- c.Connect(context.Background()) }()
+		for srv.Accepted() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		start := time.Now()
+		c.Close()
+		check(t, c, start)
+		if err := <-connected; err != resocket.ErrClosed {
+			t.Fatalf("Connect = %v, want ErrClosed", err)
+		}
+	})
+	t.Run("handshake", func(t *testing.T) {
+		t.Parallel()
+		srv := startServer(t)
+		inHandshake := make(chan struct{})
+		c, err := resocket.New(srv.URL, fast(resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+			close(inHandshake)
+			<-ctx.Done()
+			return ctx.Err()
+		}))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go c.Connect(context.Background())
+		<-inHandshake
+		start := time.Now()
+		c.Close()
+		check(t, c, start)
+	})
+	t.Run("inside-handshake", func(t *testing.T) {
+		t.Parallel()
+		srv := startServer(t)
+		var c *resocket.Client
+		c, err := resocket.New(srv.URL, fast(resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+			c.Close() // must not deadlock
+			return ctx.Err()
+		}))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := c.Connect(context.Background()); err != resocket.ErrClosed {
+			t.Fatalf("Connect = %v, want ErrClosed", err)
+		}
+		check(t, c, start)
+	})
+	t.Run("backoff-wait", func(t *testing.T) {
+		t.Parallel()
+		c, err := resocket.New(refusedURL(t), resocket.WithBackoff(func() backoff.BackOff {
+			return backoff.NewConstantBackOff(time.Hour)
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := record(c)
+		go c.Connect(context.Background())
+		rec.waitFor(t, "Retrying", func(e resocket.Event) bool { _, ok := e.(resocket.Retrying); return ok })
+		start := time.Now()
+		c.Close()
+		check(t, c, start)
+	})
+	t.Run("open-sends-1000", func(t *testing.T) {
+		t.Parallel()
+		got := make(chan websocket.StatusCode, 1)
+		srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Do(func(ctx context.Context, p *faultserver.Peer) error {
+			_, _, err := p.Conn.Read(ctx)
+			got <- websocket.CloseStatus(err)
+			return err
+		})}})
+		c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		c.Close()
+		check(t, c, start)
+		if code := <-got; code != websocket.StatusNormalClosure {
+			t.Fatalf("server saw close code %d, want 1000", code)
+		}
+	})
+	t.Run("open-silent-peer", func(t *testing.T) {
+		t.Parallel()
+		srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Silent(0)}})
+		c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithCloseTimeout(100*time.Millisecond))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		c.Close()
+		check(t, c, start) // bounded by the close timeout, not by the peer
+	})
+	t.Run("concurrent-and-from-event-consumer", func(t *testing.T) {
+		t.Parallel()
+		srv := startServer(t)
+		c, err := resocket.New(srv.URL, fast()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		events := c.Events()
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { // closes from inside the event loop when OPEN
+			defer wg.Done()
+			for e := range events {
+				if sc, ok := e.(resocket.StateChanged); ok && sc.To == resocket.StateOpen {
+					c.Close()
+				}
+			}
+		}()
+		if err := c.Connect(context.Background()); err != nil && !errors.Is(err, resocket.ErrClosed) {
+			t.Fatal(err)
+		}
+		for i := 0; i < 8; i++ {
+			wg.Add(1)
+			go func() { defer wg.Done(); c.Close() }()
+		}
+		wg.Wait()
+		check(t, c, time.Now())
+	})
+}
+
+// Reconnect acts on a protocol's own signals.
+func TestReconnect(t *testing.T) {
+	for _, row := range []struct {
+		action resocket.Action
+		modes  []resocket.Mode
+	}{
+		{resocket.ActionRetry, []resocket.Mode{identify, resume}},
+		{resocket.ActionReidentify, []resocket.Mode{identify, identify}},
+		{resocket.ActionFatal, []resocket.Mode{identify}},
+	} {
+		t.Run(row.action.String(), func(t *testing.T) {
+			t.Parallel()
+			got := make(chan websocket.StatusCode, 1)
+			srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Read(1), faultserver.Do(func(ctx context.Context, p *faultserver.Peer) error {
+				_, _, err := p.Conn.Read(ctx)
+				got <- websocket.CloseStatus(err)
+				return err
+			})}})
+			var m modes
+			c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithHandshake(m.handshake))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			rec := record(c)
+			if err := c.Reconnect(4900, "server said reconnect", row.action); err != nil {
+				t.Fatal(err)
+			}
+			if code := <-got; code != 4900 {
+				t.Fatalf("server saw %d, want 4900", code)
+			}
+			d := rec.disconnected(t)
+			if d.Action != row.action || d.Code != 4900 || !errors.Is(d.Err, resocket.ErrReconnectRequested) {
+				t.Fatalf("got %+v", d)
+			}
+			if row.action == resocket.ActionFatal {
+				waitDone(t, c)
+				mustErrorIs(t, c.Err(), resocket.ErrReconnectRequested)
+			} else {
+				rec.connected(t, 1)
+			}
+			equal(t, "modes", m.list(), row.modes)
+		})
+	}
+	t.Run("bad-input", func(t *testing.T) {
+		t.Parallel()
+		c, err := resocket.New("ws://127.0.0.1:9/", fast()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for _, call := range []struct {
+			code   websocket.StatusCode
+			reason string
+			action resocket.Action
+			want   string
+		}{
+			{1005, "", resocket.ActionRetry, "close code 1005"},
+			{999, "", resocket.ActionRetry, "close code 999"},
+			{4000, strings.Repeat("x", 200), resocket.ActionRetry, "reason"},
+			{4000, "", resocket.Action(9), "invalid action"},
+			{4000, "", resocket.ActionRetry, "not connected"},
+		} {
+			if err := c.Reconnect(call.code, call.reason, call.action); err == nil || !strings.Contains(err.Error(), call.want) {
+				t.Fatalf("Reconnect(%d, %d bytes, %v) = %v, want an error naming %q", call.code, len(call.reason), call.action, err, call.want)
+			}
+		}
+	})
+	t.Run("cuts-the-wait", func(t *testing.T) {
+		t.Parallel()
+		srv := startServer(t, faultserver.Plan{Status: 503})
+		c, err := resocket.New(srv.URL, resocket.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(time.Hour) }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		rec := record(c)
+		connected := make(chan error, 1)
+		go func() { connected <- c.Connect(context.Background()) }()
+		rec.waitFor(t, "Retrying", func(e resocket.Event) bool { _, ok := e.(resocket.Retrying); return ok })
+		if err := c.Reconnect(4000, "", resocket.ActionRetry); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-connected; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestConnectContextAndTwice(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	c, err := resocket.New(srv.URL, fast()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel() // bounds only the first connection
+	if err := c.Connect(context.Background()); err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Fatalf("second Connect = %v", err)
+	}
+	if err := c.Write(context.Background(), websocket.MessageText, []byte("after ctx")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readText(t, c); got != "after ctx" {
+		t.Fatalf("echo %q", got)
+	}
+}
+
+func TestRetriesExhausted(t *testing.T) {
+	t.Parallel()
+	c, err := resocket.New(refusedURL(t), resocket.WithBackoff(func() backoff.BackOff {
+		return backoff.WithMaxRetries(&backoff.ZeroBackOff{}, 3)
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Connect(context.Background())
+	mustErrorIs(t, err, resocket.ErrRetriesExhausted)
+	mustErrorIs(t, err, resocket.ErrClosed)
+	if n := c.Stats().Attempts; n != 4 {
+		t.Fatalf("attempts = %d, want 4 (one plus three retries)", n)
+	}
+}
+
+// The default schedule never gives up by itself: backoff/v4's 15-minute
+// MaxElapsedTime does not leak through.
+func TestDefaultBackoffNeverStops(t *testing.T) {
+	b := resocket.DefaultBackoff().(*backoff.ExponentialBackOff)
+	if b.MaxElapsedTime != 0 {
+		t.Fatalf("MaxElapsedTime = %v, want 0", b.MaxElapsedTime)
+	}
+	b.Clock = fixedClock{time.Now().Add(100 * time.Hour)}
+	for i := 0; i < 1000; i++ {
+		if d := b.NextBackOff(); d == backoff.Stop || d > resocket.DefaultMaxDelay*12/10 {
+			t.Fatalf("attempt %d: %v", i, d)
+		}
+	}
+}
+
+type fixedClock struct{ t time.Time }
+
+func (c fixedClock) Now() time.Time { return c.t }
