@@ -448,3 +448,20 @@ func Raw(b []byte) Step {
 
 // Do runs f, for anything the other steps do not cover.
 func Do(f func(ctx context.Context, p *Peer) error) Step { return f }
+
+// EchoN echoes n messages, recording them, then goes on to the next step.
+func EchoN(n int) Step {
+	return func(ctx context.Context, p *Peer) error {
+		for i := 0; i < n; i++ {
+			typ, b, err := p.Conn.Read(ctx)
+			if err != nil {
+				return err
+			}
+			p.Info.record(string(b))
+			if err := p.Conn.Write(ctx, typ, b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}

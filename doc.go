@@ -1,0 +1,78 @@
+// Package resocket is a reconnecting WebSocket client. It keeps one logical
+// connection alive over many sockets: it dials, hands each new socket to
+// your handshake (identify or resume), watches it with pings, and when it
+// drops decides from the close code or the HTTP upgrade status whether to
+// retry (reconnect and resume the session), re-identify (reconnect with a
+// fresh session) or stop for good. Everything that happens is reported as
+// typed events on channels that can never block the connection.
+//
+// The lifecycle:
+//
+//	     New                     handshake ok
+//	      │              ┌───────────────────────────┐
+//	      ▼              │                           ▼
+//	┌────────────┐ ──────┘                      ┌────────┐
+//	│ CONNECTING │ ◀─────── drop: retry ─────── │  OPEN  │
+//	└────────────┘          or re-identify      └────────┘
+//	 │        │                                     │
+//	 │ fatal  │ Close / ctx                 Close / fatal
+//	 │        ▼                                     ▼
+//	 │   ┌─────────┐ ◀──────────────────────────────┘
+//	 │   │ CLOSING │
+//	 │   └─────────┘
+//	 ▼        │
+//	┌────────┐│
+//	│ CLOSED │◀
+//	└────────┘
+//
+// CONNECTING covers dialing, the upgrade, the handshake and the wait
+// between attempts; a new attempt is not a state change, Retrying and the
+// attempt counter tell it. CLOSED is terminal: Err says why.
+//
+// A minimal client:
+//
+//	c, err := resocket.Dial(ctx, "wss://gateway.example/?v=10",
+//		resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+//			if s.Mode == resocket.ModeResume {
+//				return resume(ctx, s.Conn)
+//			}
+//			return identify(ctx, s.Conn)
+//		}),
+//	)
+//	if err != nil {
+//		return err // invalid URL, a fatal first attempt, or ctx
+//	}
+//	defer c.Close()
+//	for {
+//		typ, data, err := c.Read(ctx)
+//		if err != nil {
+//			return err // errors.Is(err, resocket.ErrClosed) once closed for good
+//		}
+//		handle(typ, data)
+//	}
+//
+// # Classification
+//
+// DefaultPolicy decides after every disconnect; TablePolicy's With methods
+// override a code, a range of codes, an upgrade status, or let a function
+// decide first. A socket that died without a close frame (EOF, reset,
+// heartbeat timeout) is reported as 1006 and resumed; credentials (401,
+// 403, 4004) and configuration errors (4010–4014, 1003, 1007, 1009, TLS)
+// stop the client; 1000, 4003, 4005, 4007 and 4009 start a fresh session,
+// and WithMaxReidentify bounds how often that may happen in a row before
+// the client gives up rather than burn its identify budget.
+//
+// # Concurrency and resources
+//
+// All methods are safe for concurrent use. Each connected client runs one
+// connection goroutine, plus a read pump and a heartbeat per open socket;
+// Close ends them all before it returns. Read must be called for messages
+// to flow: when the read queue (WithReadQueue) is full the pump stops
+// reading, so the server feels the pressure through TCP. While the pump
+// waits for the consumer the pong deadline is paused, so a slow consumer
+// is never declared a dead peer; the consequence is that a peer which dies
+// while the consumer is stalled is noticed once the consumer reads again.
+//
+// Errors and log lines never contain the URL's credential query parameters
+// or the Authorization and Cookie headers: see RedactURL.
+package resocket
