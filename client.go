@@ -238,19 +238,27 @@ func (c *Client) Read(ctx context.Context) (websocket.MessageType, []byte, error
 // error means it was not, and says why. There is no hidden buffering: a
 // message is never held for a later socket.
 //
-// As with coder/websocket, a ctx that ends while the frame is being
-// written closes that socket (a half-written frame cannot be taken back);
-// the client then reconnects.
+// A failed write ends that socket, as does a ctx that ends while the frame
+// is being written (coder/websocket cannot take back half a frame); the
+// client then reconnects and later writes wait for the new socket.
 func (c *Client) Write(ctx context.Context, typ websocket.MessageType, p []byte) error {
 	if typ != websocket.MessageText && typ != websocket.MessageBinary {
 		return fmt.Errorf("resocket: Write: message type must be MessageText or MessageBinary, got %v", typ)
 	}
 	for {
 		if conn := c.openConn.Load(); conn != nil {
-			if err := conn.Write(ctx, typ, p); err != nil {
-				return fmt.Errorf("resocket: write: %w", c.redact.err(err))
+			err := conn.Write(ctx, typ, p)
+			if err == nil {
+				return nil
 			}
-			return nil
+			// A socket that failed a write is finished (coder/websocket
+			// cannot take back half a frame). Retire it now, so that later
+			// writes wait for the next socket instead of failing on this
+			// one until the read pump notices.
+			if c.openConn.CompareAndSwap(conn, nil) {
+				conn.CloseNow()
+			}
+			return fmt.Errorf("resocket: write: %w", c.redact.err(err))
 		}
 		c.mu.Lock()
 		st, changed := State(c.state.Load()), c.stateChanged

@@ -495,3 +495,35 @@ func TestDefaultBackoffNeverStops(t *testing.T) {
 type fixedClock struct{ t time.Time }
 
 func (c fixedClock) Now() time.Time { return c.t }
+
+// A write that fails on a dead socket retires it: the next Write waits for
+// the new socket instead of failing on the old one again.
+func TestFailedWriteRetiresSocket(t *testing.T) {
+	t.Parallel()
+	for i := 0; i < 5; i++ {
+		srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Reset()}})
+		c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		failures := 0
+		for n := 0; n < 100; n++ {
+			err := c.Write(context.Background(), websocket.MessageText, []byte("x"))
+			if err == nil && c.Stats().Opens == 2 {
+				break
+			}
+			if err != nil {
+				if failures++; failures > 1 {
+					t.Fatalf("second failed write in a row: %v", err)
+				}
+			} else {
+				failures = 0
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if c.Stats().Opens != 2 {
+			t.Fatalf("opens = %d, want 2", c.Stats().Opens)
+		}
+		c.Close()
+	}
+}

@@ -2,7 +2,6 @@ package resocket_test
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -425,7 +424,6 @@ func TestTLSFailureIsFatal(t *testing.T) {
 		}
 		c.Close()
 	})
-	_ = tls.VersionTLS12
 }
 
 // The gateway case: 4003 re-identifies once; a second quick 4003 stops;

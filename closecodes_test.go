@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"syscall"
 	"testing"
 
@@ -123,5 +122,4 @@ func TestActionAndModeStrings(t *testing.T) {
 			t.Errorf("%#v: %q, want %q", a, a.String(), want)
 		}
 	}
-	_ = http.StatusOK
 }

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/resocket/resocket"
 	"github.com/resocket/resocket/internal/faultserver"
 )
@@ -125,5 +123,4 @@ func TestFatalBeforeOpenEvents(t *testing.T) {
 	if got[1] != (resocket.StateChanged{From: resocket.StateConnecting, To: resocket.StateClosed}) {
 		t.Fatalf("last event %#v", got[1])
 	}
-	_ = websocket.StatusNormalClosure
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -181,13 +180,4 @@ func refusedURL(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return "ws://" + addr + "/"
-}
-
-func contains(s string, subs ...string) bool {
-	for _, sub := range subs {
-		if !strings.Contains(s, sub) {
-			return false
-		}
-	}
-	return true
 }
