@@ -1,0 +1,218 @@
+package resocket_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/coder/websocket"
+
+	"github.com/resocket/resocket"
+)
+
+// exampleServer starts a WebSocket server whose n-th connection (from 1)
+// is handled by serve.
+func exampleServer(serve func(n int64, c *websocket.Conn)) *httptest.Server {
+	var conns atomic.Int64
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		serve(conns.Add(1), c)
+	}))
+}
+
+func wsURL(s *httptest.Server) string { return "ws" + strings.TrimPrefix(s.URL, "http") }
+
+// quickRetries keeps the examples fast; the default schedule starts within
+// a second and grows to a minute.
+var quickRetries = resocket.WithBackoff(func() backoff.BackOff { return &backoff.ZeroBackOff{} })
+
+func ExampleDial() {
+	srv := exampleServer(func(n int64, c *websocket.Conn) {
+		c.Write(context.Background(), websocket.MessageText, []byte("hello from the server"))
+		c.Read(context.Background()) // until the client leaves
+	})
+	defer srv.Close()
+
+	ctx := context.Background()
+	c, err := resocket.Dial(ctx, wsURL(srv))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+
+	_, data, err := c.Read(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(string(data))
+	// Output: hello from the server
+}
+
+// The handshake identifies on the first socket and resumes after a drop.
+func ExampleWithHandshake() {
+	srv := exampleServer(func(n int64, c *websocket.Conn) {
+		ctx := context.Background()
+		_, hello, _ := c.Read(ctx) // "identify" or "resume"
+		c.Write(ctx, websocket.MessageText, []byte("ok "+string(hello)))
+		if n == 1 {
+			c.Close(websocket.StatusServiceRestart, "restarting") // retry: resume
+			return
+		}
+		c.Write(ctx, websocket.MessageText, []byte("resumed: missed events follow"))
+		c.Read(ctx)
+	})
+	defer srv.Close()
+
+	ctx := context.Background()
+	c, err := resocket.Dial(ctx, wsURL(srv), quickRetries,
+		resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+			msg := "identify"
+			if s.Mode == resocket.ModeResume {
+				msg = "resume" // a real client sends its session id and sequence
+			}
+			if err := s.Conn.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+				return err
+			}
+			_, reply, err := s.Conn.Read(ctx)
+			fmt.Printf("socket %d: %s\n", s.Attempt, reply)
+			return err
+		}))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+
+	_, data, _ := c.Read(ctx)
+	fmt.Println(string(data))
+	// Output:
+	// socket 1: ok identify
+	// socket 2: ok resume
+	// resumed: missed events follow
+}
+
+// Change a row of the table: here 4004 re-identifies instead of stopping.
+func ExampleTablePolicy_WithCode() {
+	srv := exampleServer(func(n int64, c *websocket.Conn) {
+		if n == 1 {
+			c.Close(4004, "authentication failed")
+			return
+		}
+		c.Write(context.Background(), websocket.MessageText, []byte("welcome back"))
+		c.Read(context.Background())
+	})
+	defer srv.Close()
+
+	fmt.Println("default:", resocket.DefaultPolicy.Classify(resocket.Disconnect{Code: 4004}))
+	policy := resocket.DefaultPolicy.WithCode(4004, resocket.ActionReidentify)
+	fmt.Println("custom:", policy.Classify(resocket.Disconnect{Code: 4004}))
+
+	ctx := context.Background()
+	c, err := resocket.Dial(ctx, wsURL(srv), quickRetries, resocket.WithPolicy(policy))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	_, data, _ := c.Read(ctx)
+	fmt.Println(string(data))
+	// Output:
+	// default: fatal
+	// custom: reidentify
+	// welcome back
+}
+
+// Consume events: take the channel before Connect to see every one.
+func ExampleClient_Events() {
+	srv := exampleServer(func(n int64, c *websocket.Conn) {
+		if n == 1 {
+			c.Close(websocket.StatusGoingAway, "deploy")
+			return
+		}
+		c.Read(context.Background())
+	})
+	defer srv.Close()
+
+	c, err := resocket.New(wsURL(srv), quickRetries)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	events := c.Events()
+	if err := c.Connect(context.Background()); err != nil {
+		fmt.Println(err)
+		return
+	}
+	for e := range events {
+		switch e := e.(type) {
+		case resocket.StateChanged:
+			fmt.Printf("state %v -> %v\n", e.From, e.To)
+		case resocket.Connected:
+			fmt.Printf("connected: attempt %d, %v\n", e.Attempt, e.Mode)
+			if e.Attempt == 2 {
+				c.Close() // safe from inside the event loop
+			}
+		case resocket.Disconnected:
+			fmt.Printf("disconnected: %d %q, %v\n", e.Code, e.Reason, e.Action)
+		case resocket.Retrying:
+			fmt.Printf("retrying: attempt %d, %v\n", e.Attempt, e.Mode)
+		}
+	}
+	// Output:
+	// state CONNECTING -> OPEN
+	// connected: attempt 1, identify
+	// disconnected: 1001 "deploy", retry
+	// state OPEN -> CONNECTING
+	// retrying: attempt 2, resume
+	// state CONNECTING -> OPEN
+	// connected: attempt 2, resume
+	// state OPEN -> CLOSING
+	// state CLOSING -> CLOSED
+}
+
+// Close is safe from any state, any number of times; afterwards every
+// call reports ErrClosed.
+func ExampleClient_Close() {
+	srv := exampleServer(func(n int64, c *websocket.Conn) { c.Read(context.Background()) })
+	defer srv.Close()
+
+	ctx := context.Background()
+	c, err := resocket.Dial(ctx, wsURL(srv))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	c.Close()
+	c.Close()
+	_, _, err = c.Read(ctx)
+	fmt.Println(c.State(), errors.Is(err, resocket.ErrClosed), c.Err())
+	// Output: CLOSED true resocket: client closed
+}
+
+// A fatal close code ends the client; Err tells which.
+func ExampleClient_Err() {
+	srv := exampleServer(func(n int64, c *websocket.Conn) {
+		c.Close(4014, "disallowed intents")
+	})
+	defer srv.Close()
+
+	c, err := resocket.Dial(context.Background(), wsURL(srv))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	<-c.Done()
+	fmt.Println(int(websocket.CloseStatus(c.Err())), errors.Is(c.Err(), resocket.ErrClosed))
+	// Output: 4014 true
+}
