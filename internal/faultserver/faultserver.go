@@ -87,12 +87,14 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex
-	plans  []Plan
-	def    Plan
-	conns  []*ConnInfo
-	tcp    map[net.Conn]struct{}
-	closed bool
+	mu      sync.Mutex
+	plans   []Plan
+	def     Plan
+	planner func(r *http.Request, index int) Plan
+	conns   []*ConnInfo
+	count   int
+	tcp     map[net.Conn]struct{}
+	closed  bool
 }
 
 type connKey struct{}
@@ -160,6 +162,15 @@ func (s *Server) SetDefault(p Plan) {
 	s.mu.Unlock()
 }
 
+// SetPlanner makes every connection that finds the queue empty ask f for
+// its plan, with the upgrade request and the connection's index (from 1).
+// f is called with the server's lock held and must not call the server.
+func (s *Server) SetPlanner(f func(r *http.Request, index int) Plan) {
+	s.mu.Lock()
+	s.planner = f
+	s.mu.Unlock()
+}
+
 // Conns returns the connections seen so far, in order.
 func (s *Server) Conns() []*ConnInfo {
 	s.mu.Lock()
@@ -171,7 +182,7 @@ func (s *Server) Conns() []*ConnInfo {
 func (s *Server) Accepted() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.conns)
+	return len(s.conns) + s.count
 }
 
 // DropAll resets every open TCP connection, as a crashing server would.
@@ -207,12 +218,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.wg.Add(1)
 	defer s.wg.Done()
+	info := &ConnInfo{Index: len(s.conns) + s.count + 1, Header: r.Header.Clone(), URL: r.RequestURI}
 	plan := s.def
-	if len(s.plans) > 0 {
+	switch {
+	case len(s.plans) > 0:
 		plan, s.plans = s.plans[0], s.plans[1:]
+	case s.planner != nil:
+		plan = s.planner(r, info.Index)
 	}
-	info := &ConnInfo{Index: len(s.conns) + 1, Header: r.Header.Clone(), URL: r.RequestURI}
-	s.conns = append(s.conns, info)
+	if s.planner == nil {
+		s.conns = append(s.conns, info)
+	} else {
+		s.count++ // a planned soak keeps no per-connection records
+	}
 	s.mu.Unlock()
 
 	ctx := s.ctx
@@ -463,5 +481,31 @@ func EchoN(n int) Step {
 			}
 		}
 		return nil
+	}
+}
+
+// EchoThen echoes (and records) messages for d, then runs fault, which is
+// expected to end the socket.
+func EchoThen(d time.Duration, fault Step) Step {
+	return func(ctx context.Context, p *Peer) error {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				typ, b, err := p.Conn.Read(ctx)
+				if err != nil {
+					return
+				}
+				p.Info.record(string(b))
+				if p.Conn.Write(ctx, typ, b) != nil {
+					return
+				}
+			}
+		}()
+		sleep(ctx, d)
+		err := fault(ctx, p)
+		p.Conn.CloseNow()
+		<-done
+		return err
 	}
 }

@@ -1,0 +1,522 @@
+// Package chaos runs many resocket clients against a fault server that
+// injects a random fault from the classification table on every
+// connection, and reports what happened: faults, verdicts, reconnects,
+// recovery times, message order, illegal transitions, heap growth.
+//
+// It is shared by the soak tests and examples/chaos.
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/coder/websocket"
+
+	"github.com/resocket/resocket"
+	"github.com/resocket/resocket/internal/faultserver"
+)
+
+// Config sets the size of a run.
+type Config struct {
+	Clients  int           // clients connected at once
+	Faults   int           // faults to inject; the run ends when all were seen
+	Timeout  time.Duration // the run ends after this long in any case
+	Seed     uint64        // the random faults; the same seed draws the same sequence
+	URL      string        // dial this instead of the server (a proxy in front of it); "" for the server itself
+	Server   *faultserver.Server
+	Progress io.Writer // a line per second, or nil
+}
+
+// Report is what a run saw.
+type Report struct {
+	Clients            int // clients created (a fatal stop is replaced by a new client)
+	FaultsInjected     int // connections given a fault
+	FaultsSeen         int // faults whose disconnect the client reported
+	ByFault            map[string]int
+	Actions            map[resocket.Action]int
+	Mismatches         []string // a verdict that did not match the table
+	Reconnects         int64
+	FatalStops         int // clients stopped by a fatal fault
+	LoopGuardStops     int // clients stopped by the re-identify loop guard
+	IllegalTransitions int64
+	Panics             int64
+	EventsDropped      uint64
+	MessagesRead       int64
+	OrderViolations    int64 // a message out of order or twice
+	PhantomEchoes      int64 // an echo of a write that had not returned nil
+	WritesOK           int64
+	WritesFailed       int64
+	WriteErrorsUnnamed int64 // a failed write whose error says nothing
+	Recovery           []time.Duration
+	HeapBefore         uint64
+	HeapAfter          uint64
+	GoroutinesBefore   int
+	GoroutinesAfter    int
+	Elapsed            time.Duration
+}
+
+// HeapGrowth is the relative heap growth between the start and the end.
+func (r *Report) HeapGrowth() float64 {
+	return (float64(r.HeapAfter) - float64(r.HeapBefore)) / float64(r.HeapBefore)
+}
+
+// Percentile returns the p-th percentile (0–100) of the recovery times.
+func (r *Report) Percentile(p float64) time.Duration {
+	if len(r.Recovery) == 0 {
+		return 0
+	}
+	s := slices.Clone(r.Recovery)
+	slices.Sort(s)
+	i := int(float64(len(s)-1) * p / 100)
+	return s[i]
+}
+
+// String is the summary table.
+func (r *Report) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "chaos: %d clients, %d faults injected, %d seen, in %v\n", r.Clients, r.FaultsInjected, r.FaultsSeen, r.Elapsed.Round(time.Millisecond))
+	names := make([]string, 0, len(r.ByFault))
+	for n := range r.ByFault {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintf(&b, "%-28s %s\n", "fault", "count")
+	for _, n := range names {
+		fmt.Fprintf(&b, "%-28s %d\n", n, r.ByFault[n])
+	}
+	fmt.Fprintf(&b, "actions: retry %d, reidentify %d, fatal %d\n", r.Actions[resocket.ActionRetry], r.Actions[resocket.ActionReidentify], r.Actions[resocket.ActionFatal])
+	fmt.Fprintf(&b, "reconnects %d; fatal stops %d (each matching its cause), loop-guard stops %d\n", r.Reconnects, r.FatalStops, r.LoopGuardStops)
+	fmt.Fprintf(&b, "time to recover: median %v, p99 %v, max %v (%d samples)\n",
+		r.Percentile(50).Round(time.Microsecond), r.Percentile(99).Round(time.Microsecond), r.Percentile(100).Round(time.Microsecond), len(r.Recovery))
+	fmt.Fprintf(&b, "messages read %d, order violations %d; writes ok %d, failed %d (unnamed %d), phantom echoes %d\n",
+		r.MessagesRead, r.OrderViolations, r.WritesOK, r.WritesFailed, r.WriteErrorsUnnamed, r.PhantomEchoes)
+	fmt.Fprintf(&b, "verdict mismatches %d, illegal transitions %d, panics %d, events dropped %d (counted, never blocking)\n",
+		len(r.Mismatches), r.IllegalTransitions, r.Panics, r.EventsDropped)
+	fmt.Fprintf(&b, "heap %d -> %d bytes (%+.1f%%), goroutines %d -> %d\n",
+		r.HeapBefore, r.HeapAfter, 100*r.HeapGrowth(), r.GoroutinesBefore, r.GoroutinesAfter)
+	for i, m := range r.Mismatches {
+		if i == 10 {
+			fmt.Fprintf(&b, "... and %d more mismatches\n", len(r.Mismatches)-10)
+			break
+		}
+		fmt.Fprintln(&b, "mismatch:", m)
+	}
+	return b.String()
+}
+
+type runner struct {
+	cfg Config
+	url string
+
+	mu       sync.Mutex
+	rng      *rand.Rand
+	pending  map[int][]Fault // per client, the faults planned on its connections, in order
+	report   Report
+	injected atomic.Int64
+	seen     atomic.Int64
+	conn     atomic.Int64
+
+	// Heap is compared in the steady state: once a tenth of the faults were
+	// seen, and again when all were, with every client still connected.
+	heapOnce sync.Once
+	endHeap  chan struct{}
+	holding  atomic.Int64
+
+	stats struct {
+		reconnects, illegal, panics, read, order, phantom, writesOK, writesFailed, unnamed atomic.Int64
+		dropped                                                                            atomic.Uint64
+	}
+}
+
+// Run runs the chaos and returns its report. The server must have no
+// other plans queued; Run installs its planner.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Server == nil {
+		return nil, errors.New("chaos: no server")
+	}
+	r := &runner{cfg: cfg, url: cfg.URL, rng: rand.New(rand.NewPCG(cfg.Seed, 7)), pending: map[int][]Fault{}}
+	if r.url == "" {
+		r.url = cfg.Server.URL
+	}
+	r.report.ByFault = map[string]int{}
+	r.report.Actions = map[resocket.Action]int{}
+	r.report.GoroutinesBefore = runtime.NumGoroutine()
+	r.endHeap = make(chan struct{})
+	cfg.Server.SetPlanner(r.plan)
+
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	var nextID atomic.Int64
+	for i := 0; i < cfg.Clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil && !r.finished() {
+				r.client(ctx, int(nextID.Add(1)))
+			}
+		}()
+	}
+	go r.heapAtStart(ctx)
+	if cfg.Progress != nil {
+		go func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					fmt.Fprintf(cfg.Progress, "chaos: %d/%d faults seen\n", r.seen.Load(), cfg.Faults)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	cancel()
+	cfg.Server.SetPlanner(nil)
+
+	rep := &r.report
+	rep.Clients = int(nextID.Load())
+	rep.FaultsInjected = int(r.injected.Load())
+	rep.FaultsSeen = int(r.seen.Load())
+	rep.Reconnects = r.stats.reconnects.Load()
+	rep.IllegalTransitions = r.stats.illegal.Load()
+	rep.Panics = r.stats.panics.Load()
+	rep.EventsDropped = r.stats.dropped.Load()
+	rep.MessagesRead = r.stats.read.Load()
+	rep.OrderViolations = r.stats.order.Load()
+	rep.PhantomEchoes = r.stats.phantom.Load()
+	rep.WritesOK = r.stats.writesOK.Load()
+	rep.WritesFailed = r.stats.writesFailed.Load()
+	rep.WriteErrorsUnnamed = r.stats.unnamed.Load()
+	rep.Elapsed = time.Since(start)
+	r.mu.Lock()
+	r.pending = nil
+	r.mu.Unlock()
+	rep.GoroutinesAfter = runtime.NumGoroutine()
+	if ctx.Err() != nil && !r.finished() && rep.FaultsSeen < cfg.Faults {
+		return rep, fmt.Errorf("chaos: timed out after %v with %d of %d faults seen", cfg.Timeout, rep.FaultsSeen, cfg.Faults)
+	}
+	return rep, nil
+}
+
+func (r *runner) finished() bool { return r.seen.Load() >= int64(r.cfg.Faults) }
+
+// plan is the server's planner: a fault for every connection until enough
+// were injected, then healthy echo.
+func (r *runner) plan(req *http.Request, index int) faultserver.Plan {
+	id, _ := strconv.Atoi(req.URL.Query().Get("client"))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if id == 0 || r.pending == nil || r.injected.Load() >= int64(r.cfg.Faults) {
+		return faultserver.Plan{Steps: []faultserver.Step{faultserver.Read(1), faultserver.Echo()}}
+	}
+	f := draw(r.rng, Faults)
+	r.injected.Add(1)
+	r.pending[id] = append(r.pending[id], f)
+	return f.plan(r.rng, index)
+}
+
+// expected takes the fault planned for the client's oldest unreported
+// connection.
+func (r *runner) expected(id int) (Fault, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	q := r.pending[id]
+	if len(q) == 0 {
+		return Fault{}, false
+	}
+	r.pending[id] = q[1:]
+	return q[0], true
+}
+
+func (r *runner) record(f func(*Report)) {
+	r.mu.Lock()
+	f(&r.report)
+	r.mu.Unlock()
+}
+
+func (r *runner) mismatch(format string, args ...any) {
+	r.record(func(rep *Report) { rep.Mismatches = append(rep.Mismatches, fmt.Sprintf(format, args...)) })
+}
+
+func (r *runner) guard() {
+	if p := recover(); p != nil {
+		r.stats.panics.Add(1)
+		r.mismatch("panic: %v", p)
+	}
+}
+
+// client runs one client until it stops for good or the run ends.
+func (r *runner) client(ctx context.Context, id int) {
+	defer r.guard()
+	c, err := resocket.New(fmt.Sprintf("%s?client=%d", r.url, id),
+		resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+			return s.Conn.Write(ctx, websocket.MessageText, []byte(fmt.Sprintf("hello %d %v", id, s.Mode)))
+		}),
+		resocket.WithBackoff(func() backoff.BackOff {
+			b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(5*time.Millisecond),
+				backoff.WithMaxInterval(50*time.Millisecond), backoff.WithMaxElapsedTime(0))
+			return b
+		}),
+		resocket.WithHeartbeat(250*time.Millisecond, time.Second),
+		resocket.WithConnectTimeout(time.Second),
+		resocket.WithCloseTimeout(200*time.Millisecond),
+		resocket.WithStableAfter(300*time.Millisecond),
+		resocket.WithReadQueue(8),
+		resocket.WithEventBuffer(4), // never read: drops are counted, never blocking
+	)
+	if err != nil {
+		r.mismatch("client %d: New: %v", id, err)
+		return
+	}
+	events, _ := c.Subscribe(1024)
+	var wg sync.WaitGroup
+	written := &writeLog{state: map[string]writeState{}}
+	wg.Add(3)
+	go func() { defer wg.Done(); r.watch(id, c, events) }()
+	go func() { defer wg.Done(); r.read(c, written) }()
+	go func() { defer wg.Done(); r.write(ctx, id, c, written) }()
+
+	go c.Connect(context.Background())
+	for !r.finished() && ctx.Err() == nil {
+		select {
+		case <-c.Done():
+		case <-time.After(20 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	if r.finished() && c.State() != resocket.StateClosed {
+		r.holdForHeap(ctx)
+	}
+	c.Close()
+	wg.Wait()
+	s := c.Stats()
+	r.stats.reconnects.Add(s.Reconnects)
+	r.stats.illegal.Add(s.IllegalTransitions)
+	r.stats.dropped.Add(s.EventsDropped)
+}
+
+// watch checks every verdict against the fault that caused it.
+func (r *runner) watch(id int, c *resocket.Client, events <-chan resocket.Event) {
+	defer r.guard()
+	var (
+		last      Fault
+		lastDrop  time.Time
+		loopGuard bool
+	)
+	for e := range events {
+		switch e := e.(type) {
+		case resocket.Disconnected:
+			f, ok := r.expected(id)
+			if !ok {
+				r.mismatch("client %d: unplanned disconnect %d/%d %v: %v", id, e.Code, e.HTTPStatus, e.Action, e.Err)
+				continue
+			}
+			r.seen.Add(1)
+			last, lastDrop = f, time.Now()
+			r.record(func(rep *Report) { rep.ByFault[f.Name]++; rep.Actions[e.Action]++ })
+			codeOK := e.Code == f.Code && e.HTTPStatus == f.Status
+			switch {
+			case codeOK && e.Action == f.Want:
+			case codeOK && f.Want == resocket.ActionReidentify && e.Action == resocket.ActionFatal:
+				loopGuard = true // checked against Err below
+			default:
+				r.mismatch("client %d: %s: got code %d status %d %v (%v), want code %d status %d %v",
+					id, f.Name, e.Code, e.HTTPStatus, e.Action, e.Err, f.Code, f.Status, f.Want)
+			}
+		case resocket.Connected:
+			if !lastDrop.IsZero() {
+				d := time.Since(lastDrop)
+				r.record(func(rep *Report) { rep.Recovery = append(rep.Recovery, d) })
+				lastDrop = time.Time{}
+			}
+		}
+	}
+	r.mu.Lock()
+	delete(r.pending, id)
+	r.mu.Unlock()
+	err := c.Err()
+	if err == resocket.ErrClosed || err == nil {
+		return
+	}
+	var ue *resocket.UpgradeError
+	switch {
+	case loopGuard:
+		if !errors.Is(err, resocket.ErrReidentifyLoop) {
+			r.mismatch("client %d: re-identify became fatal without the loop guard: %v", id, err)
+		}
+		r.record(func(rep *Report) { rep.LoopGuardStops++ })
+	case last.Want != resocket.ActionFatal:
+		r.mismatch("client %d: stopped after %s, which is not fatal: %v", id, last.Name, err)
+	case last.Code != 0 && websocket.CloseStatus(err) != last.Code:
+		r.mismatch("client %d: stopped by %s but Err has code %d: %v", id, last.Name, websocket.CloseStatus(err), err)
+	case last.Status != 0 && (!errors.As(err, &ue) || ue.Status != last.Status):
+		r.mismatch("client %d: stopped by %s but Err has no UpgradeError with that status: %v", id, last.Name, err)
+	default:
+		r.record(func(rep *Report) { rep.FatalStops++ })
+	}
+}
+
+// read checks that messages come in order, each once, and that every echo
+// is of a write that returned nil.
+func (r *runner) read(c *resocket.Client, written *writeLog) {
+	defer r.guard()
+	lastConn, lastSeq := 0, 0
+	for {
+		_, b, err := c.Read(context.Background())
+		if err != nil {
+			return
+		}
+		r.stats.read.Add(1)
+		m := string(b)
+		switch {
+		case strings.HasPrefix(m, "c"):
+			connStr, seqStr, _ := strings.Cut(m[1:], ":")
+			conn, _ := strconv.Atoi(connStr)
+			seq, _ := strconv.Atoi(seqStr)
+			if conn < lastConn || (conn == lastConn && seq <= lastSeq) {
+				r.stats.order.Add(1)
+			}
+			lastConn, lastSeq = conn, seq
+		case strings.HasPrefix(m, "w"):
+			switch written.echoed(m) {
+			case writeUnknown, writeFailed:
+				r.stats.phantom.Add(1)
+			case writeEchoed:
+				r.stats.order.Add(1) // an echo twice
+			}
+		}
+	}
+}
+
+// write sends numbered messages; the echo server sends them back.
+func (r *runner) write(ctx context.Context, id int, c *resocket.Client, written *writeLog) {
+	defer r.guard()
+	for n := 1; ; n++ {
+		select {
+		case <-c.Done():
+			return
+		case <-time.After(time.Duration(5+n%15) * time.Millisecond):
+		}
+		m := fmt.Sprintf("w%d:%d", id, n)
+		written.set(m, writePending) // before the write: the echo can beat Write's return
+		wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		err := c.Write(wctx, websocket.MessageText, []byte(m))
+		cancel()
+		if written.done(m, err == nil) {
+			r.stats.phantom.Add(1) // echoed, yet Write said it was not written
+		}
+		if err == nil {
+			r.stats.writesOK.Add(1)
+			continue
+		}
+		r.stats.writesFailed.Add(1)
+		if strings.TrimSpace(err.Error()) == "" {
+			r.stats.unnamed.Add(1)
+		}
+	}
+}
+
+type writeState int
+
+const (
+	writeUnknown writeState = iota
+	writePending
+	writeOK
+	writeFailed
+	writeEchoed
+)
+
+// writeLog tracks each numbered write: pending, returned nil, failed, or
+// echoed back.
+type writeLog struct {
+	mu    sync.Mutex
+	state map[string]writeState
+}
+
+func (w *writeLog) set(m string, s writeState) {
+	w.mu.Lock()
+	w.state[m] = s
+	w.mu.Unlock()
+}
+
+// echoed marks m echoed and returns its state before.
+func (w *writeLog) echoed(m string) writeState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := w.state[m]
+	if s == writePending || s == writeOK {
+		w.state[m] = writeEchoed
+	}
+	return s
+}
+
+// done records Write's result for m; it reports a failed write whose echo
+// already came back.
+func (w *writeLog) done(m string, ok bool) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := w.state[m]
+	if s == writeEchoed {
+		return !ok
+	}
+	if ok {
+		w.state[m] = writeOK
+	} else {
+		w.state[m] = writeFailed
+	}
+	return false
+}
+
+func heapNow() uint64 {
+	runtime.GC()
+	runtime.GC() // a second cycle empties the sync.Pools
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// heapAtStart takes the first heap reading after the warm-up.
+func (r *runner) heapAtStart(ctx context.Context) {
+	for ctx.Err() == nil {
+		if r.seen.Load() >= int64(r.cfg.Faults/10) {
+			h := heapNow()
+			r.record(func(rep *Report) { rep.HeapBefore = h })
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// holdForHeap keeps a client connected until every client finished, so
+// that the second heap reading sees the same load as the first; the last
+// client to arrive takes it.
+func (r *runner) holdForHeap(ctx context.Context) {
+	if r.holding.Add(1) == int64(r.cfg.Clients) {
+		h := heapNow()
+		r.record(func(rep *Report) { rep.HeapAfter = h })
+		close(r.endHeap)
+	}
+	select {
+	case <-r.endHeap:
+	case <-ctx.Done():
+	case <-time.After(2 * time.Second): // a client that stopped meanwhile never arrives
+	}
+}
