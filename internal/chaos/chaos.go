@@ -485,6 +485,10 @@ func (w *writeLog) done(m string, ok bool) bool {
 	return false
 }
 
+// HeapNow returns the live heap after two collections (the second empties
+// the sync.Pools).
+func HeapNow() uint64 { return heapNow() }
+
 func heapNow() uint64 {
 	runtime.GC()
 	runtime.GC() // a second cycle empties the sync.Pools

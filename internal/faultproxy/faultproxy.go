@@ -1,0 +1,252 @@
+// Package faultproxy is a TCP proxy on 127.0.0.1 that stands between a
+// client and a server and, on command and per connection, passes bytes
+// through, adds latency, throttles bandwidth, black-holes (accepts bytes
+// and forwards nothing while the TCP connection stays open: the silent
+// network only heartbeats catch), half-closes or resets.
+package faultproxy
+
+import (
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Settings shape the traffic of one connection, in both directions.
+type Settings struct {
+	Latency   time.Duration // added to every chunk, each way
+	Bandwidth int           // bytes per second each way; 0 is unlimited
+	Blackhole bool          // swallow everything, forward nothing
+}
+
+// Proxy forwards connections to one target.
+type Proxy struct {
+	// URL is ws://127.0.0.1:port/, the proxy's address as a WebSocket URL.
+	URL string
+
+	ln     net.Listener
+	target string
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	def    Settings
+	conns  []*Conn
+	closed bool
+}
+
+// Conn is one proxied connection.
+type Conn struct {
+	client, server net.Conn
+	settings       atomic.Pointer[Settings]
+	done           chan struct{}
+	once           sync.Once
+	pipes          atomic.Int32 // directions still copying
+}
+
+// Start listens on 127.0.0.1 and forwards to target (host:port).
+func Start(target string) (*Proxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{URL: "ws://" + ln.Addr().String() + "/", ln: ln, target: target}
+	p.wg.Add(1)
+	go p.accept()
+	return p, nil
+}
+
+// Addr is the proxy's host:port.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// SetDefault sets the settings of connections accepted from now on.
+func (p *Proxy) SetDefault(s Settings) {
+	p.mu.Lock()
+	p.def = s
+	p.mu.Unlock()
+}
+
+// SetAll changes the settings of every open connection and of new ones.
+func (p *Proxy) SetAll(s Settings) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.def = s
+	for _, c := range p.conns {
+		c.Set(s)
+	}
+}
+
+// Conns returns the open connections, oldest first.
+func (p *Proxy) Conns() []*Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*Conn(nil), p.conns...)
+}
+
+// Last returns the newest connection, or nil.
+func (p *Proxy) Last() *Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.conns) == 0 {
+		return nil
+	}
+	return p.conns[len(p.conns)-1]
+}
+
+// Close stops accepting, resets every connection and waits for its
+// goroutines.
+func (p *Proxy) Close() {
+	p.mu.Lock()
+	p.closed = true
+	conns := append([]*Conn(nil), p.conns...)
+	p.mu.Unlock()
+	p.ln.Close()
+	for _, c := range conns {
+		c.Reset()
+	}
+	p.wg.Wait()
+}
+
+func (p *Proxy) accept() {
+	defer p.wg.Done()
+	for {
+		client, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		server, err := net.Dial("tcp", p.target)
+		if err != nil {
+			reset(client)
+			continue
+		}
+		c := &Conn{client: client, server: server, done: make(chan struct{})}
+		c.pipes.Store(2)
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			reset(client)
+			reset(server)
+			return
+		}
+		s := p.def
+		c.settings.Store(&s)
+		p.conns = append(p.conns, c)
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go p.pipe(c, client, server)
+		go p.pipe(c, server, client)
+	}
+}
+
+// Set changes this connection's settings; they apply to the next chunk.
+func (c *Conn) Set(s Settings) { c.settings.Store(&s) }
+
+// Blackhole starts or stops swallowing this connection's bytes.
+func (c *Conn) Blackhole(on bool) {
+	s := *c.settings.Load()
+	s.Blackhole = on
+	c.Set(s)
+}
+
+// Reset drops both sides with an RST.
+func (c *Conn) Reset() {
+	c.once.Do(func() { close(c.done) })
+	reset(c.client)
+	reset(c.server)
+}
+
+// HalfClose sends a FIN to the client (no more bytes from the server)
+// while the proxy keeps reading what the client sends.
+func (c *Conn) HalfClose() {
+	if tc, ok := c.client.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+}
+
+type chunk struct {
+	due time.Time
+	b   []byte
+}
+
+// pipe copies src to dst through the connection's settings: a reader that
+// stamps each chunk with its due time, a writer that waits for it and
+// paces by bandwidth.
+func (p *Proxy) pipe(c *Conn, src, dst net.Conn) {
+	defer p.wg.Done()
+	queue := make(chan chunk, 64)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		for ch := range queue {
+			if wait := time.Until(ch.due); wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-c.done:
+					return
+				}
+			}
+			s := c.settings.Load()
+			if s.Blackhole {
+				continue
+			}
+			if _, err := dst.Write(ch.b); err != nil {
+				return
+			}
+			if s.Bandwidth > 0 {
+				select {
+				case <-time.After(time.Duration(len(ch.b)) * time.Second / time.Duration(s.Bandwidth)):
+				case <-c.done:
+					return
+				}
+			}
+		}
+		if tc, ok := dst.(*net.TCPConn); ok {
+			tc.CloseWrite() // pass the FIN on
+		}
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		s := c.settings.Load()
+		n := len(buf)
+		if s.Bandwidth > 0 { // small chunks, so that pacing is smooth
+			n = min(n, max(s.Bandwidth/10, 1))
+		}
+		k, err := src.Read(buf[:n])
+		if k > 0 {
+			s = c.settings.Load()
+			if !s.Blackhole {
+				select {
+				case queue <- chunk{due: time.Now().Add(s.Latency), b: append([]byte(nil), buf[:k]...)}:
+				case <-c.done:
+				}
+			}
+		}
+		if err != nil {
+			if err != io.EOF {
+				c.Reset()
+			}
+			break
+		}
+	}
+	close(queue)
+	<-writerDone
+	if c.pipes.Add(-1) == 0 {
+		c.client.Close()
+		c.server.Close()
+		p.mu.Lock()
+		for i, x := range p.conns {
+			if x == c {
+				p.conns = append(p.conns[:i], p.conns[i+1:]...)
+				break
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
+}
