@@ -2,6 +2,7 @@ package resocket
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/coder/websocket"
@@ -122,7 +124,10 @@ func New(rawURL string, opts ...Option) (*Client, error) {
 	} else {
 		c.backoff = DefaultBackoff()
 	}
-	c.log = cfg.logger.With("url", c.safeURL)
+	c.log = cfg.logger
+	if _, silent := cfg.logger.Handler().(discardHandler); !silent {
+		c.log = cfg.logger.With("url", c.safeURL)
+	}
 	c.dialOpt.HTTPClient, c.transport = newHTTPClient(cfg.dialOptions.HTTPClient)
 	c.life, c.stop = context.WithCancel(context.Background())
 	c.eventsCh, _ = c.events.subscribe(cfg.eventBuffer)
@@ -722,6 +727,9 @@ func (c *Client) serve(s *socket) (Disconnect, *Action) {
 				c.closeSocket(s, websocket.StatusNormalClosure, "")
 				return Disconnect{}, nil
 			}
+			if errors.Is(err, ErrInvalidUTF8) {
+				c.closeSocket(s, websocket.StatusInvalidFramePayloadData, "invalid UTF-8 in a text message")
+			}
 			s.conn.CloseNow()
 			return c.redact.disconnect(socketDisconnect(err, c.cfg.readLimit)), nil
 		case <-dead:
@@ -781,6 +789,9 @@ type pumpState struct {
 func (c *Client) pump(conn *websocket.Conn, p *pumpState, done chan<- error) {
 	for {
 		typ, data, err := conn.Read(context.Background())
+		if err == nil && typ == websocket.MessageText && !utf8.Valid(data) {
+			err = ErrInvalidUTF8 // RFC 6455 §8.1: fail the connection, with 1007
+		}
 		if err != nil {
 			done <- err
 			return
@@ -863,10 +874,10 @@ func (s *tcpSlot) close() {
 // and keeps no idle ones. A caller's RoundTripper that is not an
 // *http.Transport is used as it is, and the transport result is nil.
 func newHTTPClient(base *http.Client) (*http.Client, *http.Transport) {
-	var hc http.Client
-	if base != nil {
-		hc = *base
+	if base == nil {
+		return sharedHTTPClient, nil // nothing idle to clean up: keep-alives are off
 	}
+	hc := *base
 	var tr *http.Transport
 	switch t := hc.Transport.(type) {
 	case nil:
@@ -876,7 +887,22 @@ func newHTTPClient(base *http.Client) (*http.Client, *http.Transport) {
 	default:
 		return &hc, nil
 	}
-	tr.DisableKeepAlives = true // a socket is never reused; an idle one would outlive the client
+	hc.Transport = recordingTransport(tr)
+	return &hc, tr
+}
+
+// sharedHTTPClient serves every client that brings no HTTP client of its
+// own: one transport for all, instead of one per client.
+var sharedHTTPClient = &http.Client{
+	Transport: recordingTransport(http.DefaultTransport.(*http.Transport).Clone()),
+}
+
+// recordingTransport adapts tr for upgrades: it records each TCP
+// connection in the attempt's tcpSlot and keeps no idle connections.
+func recordingTransport(tr *http.Transport) *http.Transport {
+	tr.DisableKeepAlives = true  // a socket is never reused; an idle one would outlive the client
+	tr.ForceAttemptHTTP2 = false // WebSocket upgrades are HTTP/1.1
+	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	dial := tr.DialContext
 	if dial == nil {
 		dial = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
@@ -897,6 +923,5 @@ func newHTTPClient(base *http.Client) (*http.Client, *http.Transport) {
 			return conn, err
 		}
 	}
-	hc.Transport = tr
-	return &hc, tr
+	return tr
 }

@@ -116,7 +116,11 @@ func TestCloseCodeRows(t *testing.T) {
 				want = []resocket.Mode{identify, identify}
 			}
 			equal(t, "modes", m.list(), want)
-			if got := srv.Conns()[1].Received(); len(got) == 0 || got[0] != want[1].String() {
+			// The handshake returns once its hello is written; the server
+			// records it on its own goroutine.
+			second := srv.Conns()[1]
+			rec.waitFor(t, "the server reading the second hello", func(resocket.Event) bool { return len(second.Received()) > 0 })
+			if got := second.Received(); got[0] != want[1].String() {
 				t.Fatalf("second socket's server saw %v, want %v first", got, want[1])
 			}
 			c.Close()

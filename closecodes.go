@@ -290,6 +290,9 @@ var (
 	// ErrHeartbeatTimeout is the Err of a 1006 disconnect found by the
 	// heartbeat: no pong within the timeout.
 	ErrHeartbeatTimeout = errors.New("resocket: heartbeat timeout: no pong from the peer")
+	// ErrInvalidUTF8 is the Err of a 1007 disconnect the client made itself:
+	// a text message that is not UTF-8 fails the connection (RFC 6455).
+	ErrInvalidUTF8 = errors.New("resocket: text message is not valid UTF-8")
 	// ErrReconnectRequested is the Err of a disconnect made by Reconnect.
 	ErrReconnectRequested = errors.New("resocket: reconnect requested")
 )
@@ -370,6 +373,9 @@ func socketDisconnect(err error, limit int64) Disconnect {
 			Err: fmt.Errorf("resocket: message larger than the read limit of %d bytes (raise it with resocket.WithReadLimit): %w",
 				limit, err),
 		}
+	}
+	if errors.Is(err, ErrInvalidUTF8) {
+		return Disconnect{Code: websocket.StatusInvalidFramePayloadData, Err: err}
 	}
 	if isProtocolViolation(err) {
 		return Disconnect{Code: websocket.StatusProtocolError, Err: err}

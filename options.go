@@ -22,7 +22,7 @@ const (
 	DefaultMaxReidentify     = 2
 	DefaultReadLimit         = 1 << 20
 	DefaultReadQueue         = 64
-	DefaultEventBuffer       = 64
+	DefaultEventBuffer       = 32
 )
 
 // Mode tells the handshake whether to start a session or resume one.
@@ -254,7 +254,7 @@ func WithReadQueue(n int) Option {
 }
 
 // WithEventBuffer sets the buffer of the channel Events returns. Defaults
-// to 64.
+// to 32; a connection change makes two to four events.
 func WithEventBuffer(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n < 1 {

@@ -68,9 +68,22 @@ func (c *Client) setState(to State) bool {
 	c.stateChanged = make(chan struct{})
 	if to == StateClosed {
 		close(c.done)
-		c.events.finish(StateChanged{From: from, To: to})
+		c.events.finish(stateChanged(from, to))
 		return true
 	}
-	publish(&c.events, StateChanged{From: from, To: to})
+	publish(&c.events, stateChanged(from, to))
 	return true
 }
+
+// stateEvents holds every StateChanged already boxed as an Event, so that
+// publishing a transition allocates nothing.
+var stateEvents = func() (t [4][4]Event) {
+	for from := range t {
+		for to := range t[from] {
+			t[from][to] = StateChanged{From: State(from), To: State(to)}
+		}
+	}
+	return t
+}()
+
+func stateChanged(from, to State) Event { return stateEvents[from][to] }

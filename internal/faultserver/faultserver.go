@@ -509,3 +509,37 @@ func EchoThen(d time.Duration, fault Step) Step {
 		return err
 	}
 }
+
+// SendLarge sends one binary message of n bytes, streamed from a small
+// buffer so that the server itself holds little memory.
+func SendLarge(n int) Step {
+	return func(ctx context.Context, p *Peer) error {
+		w, err := p.Conn.Writer(ctx, websocket.MessageBinary)
+		if err != nil {
+			return err
+		}
+		buf := make([]byte, 32<<10)
+		for n > 0 {
+			k := min(n, len(buf))
+			if _, err := w.Write(buf[:k]); err != nil {
+				return err
+			}
+			n -= k
+		}
+		return w.Close()
+	}
+}
+
+// Frame returns a single unmasked server frame with FIN set, for Raw.
+func Frame(opcode byte, payload []byte) []byte {
+	b := []byte{0x80 | opcode}
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, byte(n))
+	case n < 1<<16:
+		b = append(b, 126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(b, payload...)
+}
