@@ -912,25 +912,25 @@ func recordingTransport(tr *http.Transport) *http.Transport {
 	tr.DisableKeepAlives = true  // a socket is never reused; an idle one would outlive the client
 	tr.ForceAttemptHTTP2 = false // WebSocket upgrades are HTTP/1.1
 	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
-	dial := tr.DialContext
-	if dial == nil {
-		dial = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
+	if tr.DialContext == nil {
+		tr.DialContext = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
 	}
-	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+	tr.DialContext = recordingDial(tr.DialContext)
+	if tr.DialTLSContext != nil {
+		tr.DialTLSContext = recordingDial(tr.DialTLSContext)
+	}
+	return tr
+}
+
+type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// recordingDial puts each connection dial makes into the attempt's tcpSlot.
+func recordingDial(dial dialFunc) dialFunc {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := dial(ctx, network, addr)
 		if slot, ok := ctx.Value(tcpSlotKey{}).(*tcpSlot); ok && err == nil {
 			slot.set(conn)
 		}
 		return conn, err
 	}
-	if dialTLS := tr.DialTLSContext; dialTLS != nil {
-		tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			conn, err := dialTLS(ctx, network, addr)
-			if slot, ok := ctx.Value(tcpSlotKey{}).(*tcpSlot); ok && err == nil {
-				slot.set(conn)
-			}
-			return conn, err
-		}
-	}
-	return tr
 }

@@ -127,13 +127,11 @@ type runner struct {
 	report   Report
 	injected atomic.Int64
 	seen     atomic.Int64
-	conn     atomic.Int64
 
 	// Heap is compared in the steady state: once a tenth of the faults were
 	// seen, and again when all were, with every client still connected.
-	heapOnce sync.Once
-	endHeap  chan struct{}
-	holding  atomic.Int64
+	endHeap chan struct{}
+	holding atomic.Int64
 
 	stats struct {
 		reconnects, illegal, panics, read, order, phantom, writesOK, writesFailed, unnamed atomic.Int64

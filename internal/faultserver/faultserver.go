@@ -440,20 +440,7 @@ func Sleep(d time.Duration) Step {
 }
 
 // Echo records and sends back every message until the client goes away.
-func Echo() Step {
-	return func(ctx context.Context, p *Peer) error {
-		for {
-			typ, b, err := p.Conn.Read(ctx)
-			if err != nil {
-				return err
-			}
-			p.Info.record(string(b))
-			if err := p.Conn.Write(ctx, typ, b); err != nil {
-				return err
-			}
-		}
-	}
-}
+func Echo() Step { return EchoN(-1) }
 
 // Raw writes bytes straight to the TCP connection, for frames that break
 // the protocol.
@@ -467,10 +454,11 @@ func Raw(b []byte) Step {
 // Do runs f, for anything the other steps do not cover.
 func Do(f func(ctx context.Context, p *Peer) error) Step { return f }
 
-// EchoN echoes n messages, recording them, then goes on to the next step.
+// EchoN echoes n messages (all of them when n < 0), recording them, then
+// goes on to the next step.
 func EchoN(n int) Step {
 	return func(ctx context.Context, p *Peer) error {
-		for i := 0; i < n; i++ {
+		for i := 0; n < 0 || i < n; i++ {
 			typ, b, err := p.Conn.Read(ctx)
 			if err != nil {
 				return err
@@ -491,16 +479,7 @@ func EchoThen(d time.Duration, fault Step) Step {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			for {
-				typ, b, err := p.Conn.Read(ctx)
-				if err != nil {
-					return
-				}
-				p.Info.record(string(b))
-				if p.Conn.Write(ctx, typ, b) != nil {
-					return
-				}
-			}
+			Echo()(ctx, p)
 		}()
 		sleep(ctx, d)
 		err := fault(ctx, p)
