@@ -679,8 +679,8 @@ func (c *Client) connect(attempt int, mode Mode) (*socket, Disconnect, *Action) 
 		forced = &a
 	}
 	code := websocket.StatusInternalError // keep a resumable session resumable
-	if forced != nil && *forced != ActionRetry {
-		code = websocket.StatusNormalClosure
+	if c.life.Err() != nil || (forced != nil && *forced != ActionRetry) {
+		code = websocket.StatusNormalClosure // Close, or the session is over anyway
 	}
 	c.closeSocket(s, code, "handshake failed")
 	return nil, d, forced
