@@ -567,12 +567,12 @@ func (c *Client) markOpen(conn *websocket.Conn, attempt int, mode Mode) bool {
 	c.setState(StateOpen)
 	c.openConn.Store(conn)
 	c.stats.opens.Add(1)
-	if !c.opened {
+	c.log.Debug("resocket: open", "attempt", attempt, "mode", mode)
+	publish(&c.events, Connected{Attempt: attempt, Mode: mode})
+	if !c.opened { // after the events, so that Connect returns with them published
 		c.opened = true
 		close(c.firstOpen)
 	}
-	c.log.Debug("resocket: open", "attempt", attempt, "mode", mode)
-	publish(&c.events, Connected{Attempt: attempt, Mode: mode})
 	return true
 }
 

@@ -62,10 +62,10 @@ func TestBlackholeDetectedAndResumed(t *testing.T) {
 		return ok && strings.Contains(d.Err.Error(), "connect timeout")
 	})
 	proxy.SetAll(faultproxy.Settings{})
-	rec.connected(t, 1)
-	if got := m.list(); got[len(got)-1] != resume {
-		t.Fatalf("modes %v: the last socket should resume", got)
-	}
+	rec.waitFor(t, "a resumed socket", func(e resocket.Event) bool {
+		c, ok := e.(resocket.Connected)
+		return ok && c.Mode == resume
+	})
 	if err := c.Write(context.Background(), websocket.MessageText, []byte("back")); err != nil {
 		t.Fatal(err)
 	}
