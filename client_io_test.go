@@ -209,11 +209,7 @@ func TestCloseFromEveryState(t *testing.T) {
 	}
 	t.Run("never-connected", func(t *testing.T) {
 		t.Parallel()
-		c, err := resocket.New("ws://127.0.0.1:9/", fast()...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec := record(c)
+		c, rec := newRecorded(t, "ws://127.0.0.1:9/", fast()...)
 		start := time.Now()
 		c.Close()
 		check(t, c, start)
@@ -419,12 +415,7 @@ func TestReconnect(t *testing.T) {
 	t.Run("cuts-the-wait", func(t *testing.T) {
 		t.Parallel()
 		srv := startServer(t, faultserver.Plan{Status: 503})
-		c, err := resocket.New(srv.URL, resocket.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(time.Hour) }))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		rec := record(c)
+		c, rec := newRecorded(t, srv.URL, resocket.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(time.Hour) }))
 		connected := make(chan error, 1)
 		go func() { connected <- c.Connect(context.Background()) }()
 		rec.waitFor(t, "Retrying", func(e resocket.Event) bool { _, ok := e.(resocket.Retrying); return ok })

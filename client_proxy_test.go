@@ -106,12 +106,7 @@ func TestThrottledUpgradeRetried(t *testing.T) {
 	srv := startServer(t)
 	proxy := startProxy(t, srv)
 	proxy.SetDefault(faultproxy.Settings{Bandwidth: 20})
-	c, err := resocket.New(proxy.URL, fast(resocket.WithConnectTimeout(300*time.Millisecond))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	rec := record(c)
+	c, rec := newRecorded(t, proxy.URL, fast(resocket.WithConnectTimeout(300*time.Millisecond))...)
 	connected := make(chan error, 1)
 	go func() { connected <- c.Connect(context.Background()) }()
 	d := rec.disconnected(t)

@@ -71,11 +71,7 @@ func TestCloseCodeRows(t *testing.T) {
 				faultserver.Read(1), faultserver.Close(row.code, reason),
 			}})
 			var m modes
-			c, err := resocket.New(srv.URL, fast(resocket.WithHandshake(m.handshake))...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rec := record(c)
+			c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(m.handshake))...)
 			if err := c.Connect(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -174,11 +170,7 @@ func TestUpgradeStatusRows(t *testing.T) {
 			}
 			srv := startServer(t, plan)
 			var m modes
-			c, err := resocket.New(srv.URL, fast(resocket.WithHandshake(m.handshake))...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rec := record(c)
+			c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(m.handshake))...)
 			connectErr := make(chan error, 1)
 			go func() { connectErr <- c.Connect(context.Background()) }()
 			d := rec.disconnected(t)
@@ -226,12 +218,8 @@ func TestUpgradeStatusRows(t *testing.T) {
 func TestBadAcceptKeyIsFatal(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, faultserver.Plan{BadAccept: true})
-	c, err := resocket.New(srv.URL, fast()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := record(c)
-	err = c.Connect(context.Background())
+	c, rec := newRecorded(t, srv.URL, fast()...)
+	err := c.Connect(context.Background())
 	d := rec.disconnected(t)
 	if d.HTTPStatus != http.StatusSwitchingProtocols || d.Action != resocket.ActionFatal {
 		t.Fatalf("got status %d %v, want 101 fatal", d.HTTPStatus, d.Action)
@@ -259,12 +247,7 @@ func TestAbnormalClosureRows(t *testing.T) {
 			t.Parallel()
 			srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Read(1), row.step}})
 			var m modes
-			c, err := resocket.New(srv.URL, fast(append(row.opts, resocket.WithHandshake(m.handshake))...)...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			rec := record(c)
+			c, rec := newRecorded(t, srv.URL, fast(append(row.opts, resocket.WithHandshake(m.handshake))...)...)
 			if err := c.Connect(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -307,14 +290,10 @@ func TestReadLimitIsFatal(t *testing.T) {
 func TestDialErrorRows(t *testing.T) {
 	t.Run("refused", func(t *testing.T) {
 		t.Parallel()
-		c, err := resocket.New(refusedURL(t), fast()...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec := record(c)
+		c, rec := newRecorded(t, refusedURL(t), fast()...)
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
-		err = c.Connect(ctx)
+		err := c.Connect(ctx)
 		mustErrorIs(t, err, context.DeadlineExceeded)
 		mustErrorIs(t, err, resocket.ErrClosed)
 		if !strings.Contains(err.Error(), "refused") {
@@ -349,11 +328,7 @@ func TestDialErrorRows(t *testing.T) {
 			}
 		}()
 		defer func() { ln.Close(); <-done }()
-		c, err := resocket.New("ws://"+ln.Addr().String()+"/", fast()...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec := record(c)
+		c, rec := newRecorded(t, "ws://"+ln.Addr().String()+"/", fast()...)
 		go c.Connect(context.Background())
 		d := rec.disconnected(t)
 		c.Close()
@@ -368,12 +343,7 @@ func TestDialErrorRows(t *testing.T) {
 		t.Run(fmt.Sprintf("slow-upgrade-delay=%v-trickle=%v", plan.Delay, plan.Trickle), func(t *testing.T) {
 			t.Parallel()
 			srv := startServer(t, plan)
-			c, err := resocket.New(srv.URL, fast(resocket.WithConnectTimeout(300*time.Millisecond))...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			rec := record(c)
+			c, rec := newRecorded(t, srv.URL, fast(resocket.WithConnectTimeout(300*time.Millisecond))...)
 			if err := c.Connect(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -402,12 +372,8 @@ func TestTLSFailureIsFatal(t *testing.T) {
 		"wss-to-plaintext":      strings.Replace(plain.URL, "ws://", "wss://", 1),
 	} {
 		t.Run(name, func(t *testing.T) {
-			c, err := resocket.New(url, fast()...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rec := record(c)
-			err = c.Connect(context.Background())
+			c, rec := newRecorded(t, url, fast()...)
+			err := c.Connect(context.Background())
 			mustErrorIs(t, err, resocket.ErrClosed)
 			d := rec.disconnected(t)
 			if d.Code != websocket.StatusTLSHandshake || d.Action != resocket.ActionFatal {
@@ -649,11 +615,7 @@ func TestPolicyOverrides(t *testing.T) {
 func TestCallerStopsAreNotErrors(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
-	c, err := resocket.New(srv.URL, fast()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := record(c)
+	c, rec := newRecorded(t, srv.URL, fast()...)
 	if err := c.Connect(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -14,11 +14,7 @@ import (
 func TestEventSequence(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Reset()}})
-	c, err := resocket.New(srv.URL, fast()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := record(c)
+	c, rec := newRecorded(t, srv.URL, fast()...)
 	if err := c.Connect(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -181,3 +181,15 @@ func refusedURL(t *testing.T) string {
 	ln.Close()
 	return "ws://" + addr + "/"
 }
+
+// newRecorded makes a client (closed when the test ends) with a recorder
+// subscribed before anything happens. It does not connect.
+func newRecorded(t *testing.T, url string, opts ...resocket.Option) (*resocket.Client, *recorder) {
+	t.Helper()
+	c, err := resocket.New(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, record(c)
+}

@@ -57,11 +57,7 @@ func TestHostileInvalidUTF8(t *testing.T) {
 			return err
 		}),
 	}})
-	c, err := resocket.New(srv.URL, fast()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := record(c)
+	c, rec := newRecorded(t, srv.URL, fast()...)
 	if err := c.Connect(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -89,12 +85,7 @@ func TestHostileInvalidCloseCode(t *testing.T) {
 		faultserver.Sleep(time.Second),
 	}})
 	var m modes
-	c, err := resocket.New(srv.URL, fast(resocket.WithHandshake(m.handshake))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	rec := record(c)
+	c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(m.handshake))...)
 	if err := c.Connect(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -94,11 +94,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 			if p.hs != nil {
 				opts = append(opts, resocket.WithHandshake(p.hs))
 			}
-			c, err := resocket.New(base+"?v=10&token="+queryToken, opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rec := record(c)
+			c, rec := newRecorded(t, base+"?v=10&token="+queryToken, opts...)
 			ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
 			defer cancel()
 			connectErr := c.Connect(ctx)

@@ -162,6 +162,22 @@ func next[E resocket.Event](t *testing.T, events <-chan resocket.Event) E {
 	}
 }
 
+// connected makes a client (closed when the test ends), takes its events
+// before the first dial, and connects.
+func connected(t *testing.T, url string, opts ...resocket.Option) (*resocket.Client, <-chan resocket.Event) {
+	t.Helper()
+	c, err := resocket.New(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	events := c.Events()
+	if err := c.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return c, events
+}
+
 func echo(t *testing.T, c *resocket.Client, msg string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
@@ -191,15 +207,7 @@ func scenarios(t *testing.T, start peerStarter, drop string) {
 	t.Run("retry-1012", func(t *testing.T) {
 		url := start(t, `["close:1012", "echo"]`)
 		var m modes
-		c, err := resocket.New(url, quick(resocket.WithHandshake(m.handshake))...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		events := c.Events()
-		if err := c.Connect(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		c, events := connected(t, url, quick(resocket.WithHandshake(m.handshake))...)
 		d := next[resocket.Disconnected](t, events)
 		if d.Code != websocket.StatusServiceRestart || d.Reason != "interop" || d.Action != resocket.ActionRetry {
 			t.Fatalf("got %d %q %v", d.Code, d.Reason, d.Action)
@@ -211,15 +219,7 @@ func scenarios(t *testing.T, start peerStarter, drop string) {
 	t.Run("reidentify-4003", func(t *testing.T) {
 		url := start(t, `["close:4003", "echo"]`)
 		var m modes
-		c, err := resocket.New(url, quick(resocket.WithHandshake(m.handshake))...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		events := c.Events()
-		if err := c.Connect(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		c, events := connected(t, url, quick(resocket.WithHandshake(m.handshake))...)
 		if d := next[resocket.Disconnected](t, events); d.Code != 4003 || d.Action != resocket.ActionReidentify {
 			t.Fatalf("got %d %v", d.Code, d.Action)
 		}
@@ -247,15 +247,7 @@ func scenarios(t *testing.T, start peerStarter, drop string) {
 	t.Run("no-close-frame-1006", func(t *testing.T) {
 		url := start(t, `["`+drop+`", "echo"]`)
 		var m modes
-		c, err := resocket.New(url, quick(resocket.WithHandshake(m.handshake))...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		events := c.Events()
-		if err := c.Connect(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		c, events := connected(t, url, quick(resocket.WithHandshake(m.handshake))...)
 		if d := next[resocket.Disconnected](t, events); d.Code != websocket.StatusAbnormalClosure || d.Action != resocket.ActionRetry {
 			t.Fatalf("got %d %v (%v)", d.Code, d.Action, d.Err)
 		}

@@ -119,15 +119,7 @@ func TestNginxBackendDown502ThenResume(t *testing.T) {
 	backend := startBackend(t, backendAddr)
 	url := startNginx(t, backendAddr, 10*time.Second)
 	var m modes
-	c, err := resocket.New(url, quick(resocket.WithHandshake(m.handshake))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	events := c.Events()
-	if err := c.Connect(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	c, events := connected(t, url, quick(resocket.WithHandshake(m.handshake))...)
 	echo(t, c, "through nginx")
 	backend.Close()
 	d := next[resocket.Disconnected](t, events)
@@ -184,15 +176,7 @@ func TestNginxIdleTimeoutAndHeartbeat(t *testing.T) {
 	url := startNginx(t, backendAddr, idleCut)
 
 	t.Run("heartbeat-off-is-cut", func(t *testing.T) {
-		c, err := resocket.New(url, quick(resocket.WithHeartbeat(0, 0))...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		events := c.Events()
-		if err := c.Connect(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		_, events := connected(t, url, quick(resocket.WithHeartbeat(0, 0))...)
 		d := next[resocket.Disconnected](t, events)
 		if d.Action != resocket.ActionRetry {
 			t.Fatalf("idle cut: %d %v", d.Code, d.Action)
