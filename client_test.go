@@ -443,14 +443,11 @@ func TestReidentifyLoopGuard(t *testing.T) {
 		// Without the reset, the second 4003 would stop the client.
 		srv := startServer(t, closeWith(4003), stable)
 		var m modes
-		c, err := resocket.Dial(context.Background(), srv.URL,
-			fast(resocket.WithHandshake(m.handshake), resocket.WithStableAfter(100*time.Millisecond))...)
-		if err != nil {
+		c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(m.handshake), resocket.WithStableAfter(100*time.Millisecond))...)
+		if err := c.Connect(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
-		rec := record(c)
-		rec.connected(t, 2) // the recorder started after Dial's first socket
+		rec.connected(t, 3)
 		if c.State() == resocket.StateClosed {
 			t.Fatalf("closed after a stable socket: %v", c.Err())
 		}
@@ -570,19 +567,24 @@ func TestPolicyOverrides(t *testing.T) {
 		faultserver.Plan{Steps: []faultserver.Step{faultserver.Close(4014, "")}},
 		faultserver.Plan{Status: 401})
 	policy := resocket.DefaultPolicy.WithCode(4014, resocket.ActionRetry).WithStatus(401, resocket.ActionReidentify)
-	c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithPolicy(policy))...)
-	if err != nil {
+	c, rec := newRecorded(t, srv.URL, fast(resocket.WithPolicy(policy))...)
+	if err := c.Connect(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	rec := record(c)
-	rec.connected(t, 1)
-	for c.Stats().Opens < 2 && c.State() != resocket.StateClosed {
-		time.Sleep(time.Millisecond)
+	third := rec.waitFor(t, "the third attempt open", func(e resocket.Event) bool {
+		c, ok := e.(resocket.Connected)
+		return ok && c.Attempt == 3
+	}).(resocket.Connected)
+	if third.Mode != identify { // the 401 was turned into a re-identify
+		t.Fatalf("third socket in %v", third.Mode)
 	}
-	if c.State() == resocket.StateClosed {
-		t.Fatalf("closed: %v", c.Err())
+	var verdicts []string
+	for _, e := range rec.all() {
+		if d, ok := e.(resocket.Disconnected); ok {
+			verdicts = append(verdicts, fmt.Sprintf("%d/%d %v", d.Code, d.HTTPStatus, d.Action))
+		}
 	}
+	equal(t, "verdicts", verdicts, []string{"4014/0 retry", "0/401 reidentify"})
 	t.Run("panicking-policy", func(t *testing.T) {
 		srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Close(4000, "")}})
 		c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithPolicy(resocket.PolicyFunc(func(resocket.Disconnect) resocket.Action {
