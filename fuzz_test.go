@@ -83,17 +83,17 @@ func FuzzNew(f *testing.F) {
 			if c != nil || !strings.HasPrefix(err.Error(), "resocket: ") {
 				t.Fatalf("New(%q) = %v, %v", raw, c, err)
 			}
-			// Outside the redacted URL (whose own text, such as a key
-			// name, may happen to contain the value), no token may show.
+			// A token value that also occurs in the redacted URL (in the
+			// scheme, the host, a key name...) cannot be told apart from
+			// that text; any other must not show.
 			safe := resocket.RedactURL(raw)
-			rest := strings.ReplaceAll(strings.ReplaceAll(err.Error(), strconv.Quote(safe), ""), safe, "")
 			if u, perr := url.Parse(raw); perr == nil {
 				for name, vals := range u.Query() {
 					if !strings.Contains(strings.ToLower(name), "token") {
 						continue
 					}
 					for _, v := range vals {
-						if len(v) >= 4 && strings.Contains(rest, v) {
+						if len(v) >= 4 && !strings.Contains(safe, v) && !strings.Contains(strconv.Quote(safe), v) && strings.Contains(err.Error(), v) {
 							t.Fatalf("error %q shows the token %q", err, v)
 						}
 					}
