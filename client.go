@@ -445,8 +445,14 @@ func (c *Client) Stats() Stats {
 // closedError is the cause of a client that ended without Close.
 type closedError struct{ cause error }
 
-func (e *closedError) Error() string        { return "resocket: closed: " + e.cause.Error() }
-func (e *closedError) Unwrap() error        { return e.cause }
+func (e *closedError) Error() string {
+	if e.cause == nil {
+		return ErrClosed.Error()
+	}
+	return "resocket: closed: " + e.cause.Error()
+}
+func (e *closedError) Unwrap() error { return e.cause }
+
 func (e *closedError) Is(target error) bool { return target == ErrClosed }
 
 // run is the connection loop: one goroutine per client, the only user of
