@@ -335,6 +335,12 @@ func sendableCode(code websocket.StatusCode) bool {
 	return code != 1004 && code != websocket.StatusNoStatusRcvd && code != websocket.StatusAbnormalClosure
 }
 
+// disconnect describes the socket end a Reconnect asked for.
+func (r *reconnectRequest) disconnect() Disconnect {
+	return Disconnect{Code: r.code, Reason: r.reason,
+		Err: fmt.Errorf("%w: %w", ErrReconnectRequested, websocket.CloseError{Code: r.code, Reason: r.reason})}
+}
+
 // takeReconnect returns and clears the pending Reconnect, if any.
 func (c *Client) takeReconnect() *reconnectRequest {
 	c.mu.Lock()
@@ -486,13 +492,7 @@ func (c *Client) run() {
 		}
 		c.stats.disconnects.Add(1)
 		action, cause := c.decide(d, forced)
-		if action == ActionReidentify {
-			if reidentifies++; reidentifies >= c.cfg.maxReidentify {
-				action = ActionFatal
-				cause = fmt.Errorf("%w: %d re-identifies in a row with no socket stable for %v; last cause: %w",
-					ErrReidentifyLoop, reidentifies, c.cfg.stableAfter, d.Err)
-			}
-		}
+		action, cause = c.guard(action, cause, &reidentifies, d.Err)
 		var delay time.Duration
 		if action != ActionFatal {
 			if delay = sched.next(d); delay == backoff.Stop {
@@ -508,7 +508,6 @@ func (c *Client) run() {
 			return
 		}
 		if action == ActionReidentify {
-			c.stats.reidentifies.Add(1)
 			hasSession = false
 		}
 		mode = ModeIdentify
@@ -523,23 +522,33 @@ func (c *Client) run() {
 		if !ok {
 			return
 		}
-		if req != nil { // Reconnect while waiting
-			switch req.action {
+		if req != nil { // Reconnect while waiting: its verdict, then an attempt at once
+			d := req.disconnect()
+			action, cause := c.guard(req.action, d.Err, &reidentifies, d.Err)
+			publish(&c.events, Disconnected{Disconnect: d, Action: action})
+			switch action {
 			case ActionFatal:
-				c.fail(fmt.Errorf("%w: %w", ErrReconnectRequested,
-					websocket.CloseError{Code: req.code, Reason: req.reason}))
+				c.fail(cause)
 				return
 			case ActionReidentify:
-				c.stats.reidentifies.Add(1)
 				hasSession, mode = false, ModeIdentify
-				if reidentifies++; reidentifies >= c.cfg.maxReidentify {
-					c.fail(fmt.Errorf("%w: %d re-identifies in a row with no socket stable for %v",
-						ErrReidentifyLoop, reidentifies, c.cfg.stableAfter))
-					return
-				}
 			}
 		}
 	}
+}
+
+// guard applies the loop guard to a verdict: re-identifies in a row,
+// with no stable socket between them, turn fatal at WithMaxReidentify.
+func (c *Client) guard(a Action, cause error, reidentifies *int, last error) (Action, error) {
+	if a != ActionReidentify {
+		return a, cause
+	}
+	if *reidentifies++; *reidentifies >= c.cfg.maxReidentify {
+		return ActionFatal, fmt.Errorf("%w: %d re-identifies in a row with no socket stable for %v; last cause: %w",
+			ErrReidentifyLoop, *reidentifies, c.cfg.stableAfter, last)
+	}
+	c.stats.reidentifies.Add(1)
+	return a, cause
 }
 
 // decide classifies d, unless the handshake or Reconnect forced an action.
@@ -760,9 +769,7 @@ func (c *Client) serve(s *socket) (Disconnect, *Action) {
 			}
 			c.openConn.Store(nil)
 			c.closeSocket(s, req.code, req.reason)
-			d = Disconnect{Code: req.code, Reason: req.reason,
-				Err: fmt.Errorf("%w: %w", ErrReconnectRequested, websocket.CloseError{Code: req.code, Reason: req.reason})}
-			forced = &req.action
+			d, forced = req.disconnect(), &req.action
 		case <-c.life.Done():
 			c.closeSocket(s, websocket.StatusNormalClosure, "")
 			<-pumpDone

@@ -428,6 +428,63 @@ func TestReconnect(t *testing.T) {
 	})
 }
 
+// A Reconnect during the wait before an attempt reports its verdict like
+// any disconnect, and the loop guard counts it.
+func TestReconnectDuringWait(t *testing.T) {
+	rows := []struct {
+		name     string
+		action   resocket.Action
+		opts     []resocket.Option
+		want     resocket.Action
+		closedBy error
+	}{
+		{"fatal", resocket.ActionFatal, nil, resocket.ActionFatal, resocket.ErrReconnectRequested},
+		{"reidentify", resocket.ActionReidentify, nil, resocket.ActionReidentify, nil},
+		{"reidentify-trips-the-guard", resocket.ActionReidentify, []resocket.Option{resocket.WithMaxReidentify(1)}, resocket.ActionFatal, resocket.ErrReidentifyLoop},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t, faultserver.Plan{Status: 503})
+			var m modes
+			opts := append([]resocket.Option{
+				resocket.WithHandshake(m.handshake),
+				resocket.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(time.Hour) }),
+			}, row.opts...)
+			c, rec := newRecorded(t, srv.URL, opts...)
+			connected := make(chan error, 1)
+			go func() { connected <- c.Connect(context.Background()) }()
+			rec.waitFor(t, "Retrying", func(e resocket.Event) bool { _, ok := e.(resocket.Retrying); return ok })
+			if err := c.Reconnect(4100, "from the protocol", row.action); err != nil {
+				t.Fatal(err)
+			}
+			d := rec.waitFor(t, "the Reconnect's verdict", func(e resocket.Event) bool {
+				d, ok := e.(resocket.Disconnected)
+				return ok && d.Code == 4100
+			}).(resocket.Disconnected)
+			if d.Action != row.want || d.Reason != "from the protocol" || !errors.Is(d.Err, resocket.ErrReconnectRequested) {
+				t.Fatalf("got %v %q %v, want %v", d.Action, d.Reason, d.Err, row.want)
+			}
+			err := <-connected
+			if row.closedBy != nil {
+				mustErrorIs(t, err, row.closedBy)
+				mustErrorIs(t, c.Err(), resocket.ErrClosed)
+				if websocket.CloseStatus(c.Err()) != 4100 {
+					t.Fatalf("Err() = %v: want the Reconnect's code", c.Err())
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			equal(t, "modes", m.list(), []resocket.Mode{identify})
+			if n := c.Stats().Reidentifies; n != 1 {
+				t.Fatalf("Reidentifies = %d, want 1", n)
+			}
+		})
+	}
+}
+
 func TestConnectContextAndTwice(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
