@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/resocket/resocket"
+	"github.com/resocket/resocket/internal/chaos"
 	"github.com/resocket/resocket/internal/faultproxy"
 	"github.com/resocket/resocket/internal/faultserver"
 )
@@ -280,20 +281,14 @@ func idleClients() int {
 
 func footprint(b *testing.B, url string, connect func() func()) {
 	n := idleClients()
-	runtime.GC()
-	var before runtime.MemStats
-	runtime.ReadMemStats(&before)
-	g0 := runtime.NumGoroutine()
+	before, g0 := chaos.HeapNow(), runtime.NumGoroutine()
 	closers := make([]func(), 0, n)
 	for i := 0; i < n; i++ {
 		closers = append(closers, connect())
 	}
 	time.Sleep(200 * time.Millisecond) // let the server side settle
-	runtime.GC()
-	var after runtime.MemStats
-	runtime.ReadMemStats(&after)
-	g1 := runtime.NumGoroutine()
-	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "heap-B/client")
+	after, g1 := chaos.HeapNow(), runtime.NumGoroutine()
+	b.ReportMetric(float64(after-before)/float64(n), "heap-B/client")
 	b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/client")
 	for _, close := range closers {
 		close()
