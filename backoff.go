@@ -48,9 +48,11 @@ const (
 	maxRetryAfter = 10 * time.Minute
 )
 
-// DefaultBackoff returns the default schedule's exponential part, a new
-// value each call: 1 s initial, ×1.6, ±20% jitter, 60 s cap, no elapsed-time
-// limit. The client adds the jittered first retry in [0, 1 s) on top.
+// DefaultBackoff returns the default schedule, a new value each call: the
+// first delay after a Reset is uniform in [0, 1 s), then 1 s ×1.6 with ±20%
+// jitter, capped at 60 s, with no elapsed-time limit. It is the schedule a
+// client uses without WithBackoff, and WithBackoff(DefaultBackoff) is
+// exactly the same.
 func DefaultBackoff() backoff.BackOff {
 	b := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(DefaultInitialDelay),
@@ -59,46 +61,52 @@ func DefaultBackoff() backoff.BackOff {
 		backoff.WithMaxInterval(DefaultMaxDelay),
 		backoff.WithMaxElapsedTime(0),
 	)
-	b.Reset()
-	return b
+	return &jitteredFirst{exp: b, fresh: true}
 }
 
-// schedule is the client's reconnect schedule. Only the connection
-// goroutine uses it: backoff.BackOff is not safe for concurrent use.
+// jitteredFirst is the default schedule: a uniformly random first delay
+// after each Reset, then the exponential schedule.
+type jitteredFirst struct {
+	exp   *backoff.ExponentialBackOff
+	fresh bool
+}
+
+func (j *jitteredFirst) NextBackOff() time.Duration {
+	if j.fresh {
+		j.fresh = false
+		return rand.N(DefaultInitialDelay)
+	}
+	return j.exp.NextBackOff()
+}
+
+func (j *jitteredFirst) Reset() {
+	j.exp.Reset()
+	j.fresh = true
+}
+
+// schedule is the client's reconnect schedule: the BackOff, with the
+// floors a disconnect itself asks for. Only the connection goroutine uses
+// it: backoff.BackOff is not safe for concurrent use.
 type schedule struct {
-	b backoff.BackOff
-	// jitterFirst makes the first delay after a reset uniform in
-	// [0, DefaultInitialDelay); only the default schedule does this, a
-	// caller's schedule is used as it is.
-	jitterFirst bool
-	fresh       bool
-	now         func() time.Time
+	b   backoff.BackOff
+	now func() time.Time
 }
 
-func newSchedule(b backoff.BackOff, jitterFirst bool) *schedule {
+func newSchedule(b backoff.BackOff) *schedule {
 	b.Reset()
-	return &schedule{b: b, jitterFirst: jitterFirst, fresh: true, now: time.Now}
+	return &schedule{b: b, now: time.Now}
 }
 
 // reset starts the schedule again, after a stable socket.
-func (s *schedule) reset() {
-	s.b.Reset()
-	s.fresh = true
-}
+func (s *schedule) reset() { s.b.Reset() }
 
 // next returns the delay before the next attempt after d, or backoff.Stop
 // when the schedule gave up. Retry-After and slow rows raise the floor.
 func (s *schedule) next(d Disconnect) time.Duration {
-	var delay time.Duration
-	if s.fresh && s.jitterFirst {
-		delay = rand.N(DefaultInitialDelay)
-	} else {
-		delay = s.b.NextBackOff()
-		if delay == backoff.Stop {
-			return backoff.Stop
-		}
+	delay := s.b.NextBackOff()
+	if delay == backoff.Stop {
+		return backoff.Stop
 	}
-	s.fresh = false
 	return max(delay, retryFloor(d, s.now()))
 }
 

@@ -18,7 +18,7 @@ func now() time.Time { return epoch }
 func TestDefaultSchedule(t *testing.T) {
 	drop := resocket.Disconnect{Code: websocket.StatusAbnormalClosure}
 	for i := 0; i < 200; i++ {
-		s := resocket.NewSchedule(resocket.DefaultBackoff(), true, now)
+		s := resocket.NewSchedule(resocket.DefaultBackoff(), now)
 		if d := s.Next(drop); d < 0 || d >= time.Second {
 			t.Fatalf("first retry %v, want in [0, 1s)", d)
 		}
@@ -57,7 +57,7 @@ func TestScheduleFloors(t *testing.T) {
 		{"plain-drop", resocket.Disconnect{Code: websocket.StatusAbnormalClosure}, 0, time.Second},
 	}
 	for _, row := range rows {
-		s := resocket.NewSchedule(resocket.DefaultBackoff(), true, now)
+		s := resocket.NewSchedule(resocket.DefaultBackoff(), now)
 		if d := s.Next(row.d); d < row.min || d > row.max {
 			t.Errorf("%s: first delay %v, want in [%v, %v]", row.name, d, row.min, row.max)
 		}
@@ -65,13 +65,13 @@ func TestScheduleFloors(t *testing.T) {
 }
 
 func TestCallerScheduleIsUsedAsIs(t *testing.T) {
-	s := resocket.NewSchedule(backoff.NewConstantBackOff(3*time.Second), false, now)
+	s := resocket.NewSchedule(backoff.NewConstantBackOff(3*time.Second), now)
 	for i := 0; i < 3; i++ {
 		if d := s.Next(resocket.Disconnect{Code: 1006}); d != 3*time.Second {
 			t.Fatalf("delay %v, want exactly 3s", d)
 		}
 	}
-	stop := resocket.NewSchedule(&backoff.StopBackOff{}, false, now)
+	stop := resocket.NewSchedule(&backoff.StopBackOff{}, now)
 	if d := stop.Next(resocket.Disconnect{Code: 1006}); d != backoff.Stop {
 		t.Fatalf("StopBackOff gave %v", d)
 	}

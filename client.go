@@ -2,18 +2,14 @@ package resocket
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
-	"unicode/utf8"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/coder/websocket"
@@ -37,38 +33,35 @@ type Client struct {
 	// connection outlives the client. nil with a caller's RoundTripper.
 	transport *http.Transport
 
-	life context.Context // cancelled by Close and by a fatal disconnect
+	// life is cancelled by a stop request (Close, Connect's ctx) and when
+	// the loop ends.
+	life context.Context
 	stop context.CancelFunc
-
-	queue    chan message  // received messages waiting for Read
-	kick     chan struct{} // wakes the connection loop for Reconnect
-	openConn atomic.Pointer[websocket.Conn]
+	// reconnects carries Reconnect's requests to the loop. It holds at
+	// most one: a second request merges into a pending one.
+	reconnects chan reconnectRequest
+	queue      chan message // received messages waiting for Read
 
 	events   hub
 	eventsCh <-chan Event
 	stats    stats
 
-	mu           sync.Mutex // guards what follows, and every state change
+	mu           sync.Mutex // guards what follows; held by every transition
 	state        atomic.Int32
-	stateChanged chan struct{} // closed and replaced on every transition
-	done         chan struct{} // closed on CLOSED
-	firstOpen    chan struct{} // closed on the first OPEN
+	open         atomic.Pointer[socket] // the OPEN socket; written by transition only
+	err          error                  // why it closed; written by transition only
+	stateChanged chan struct{}          // closed and replaced on every transition
+	done         chan struct{}          // closed on CLOSED, by transition only
+	firstOpen    chan struct{}          // closed on the first OPEN
 	started      bool
 	opened       bool
-	err          error // why it closed; set once
-	lastErr      error // the last disconnect's cause
-	reconnect    *reconnectRequest
+	stopReq      *stopRequest            // the first request to stop
+	cut          context.CancelCauseFunc // cuts the attempt in progress, for Reconnect
 }
 
 type message struct {
 	typ  websocket.MessageType
 	data []byte
-}
-
-type reconnectRequest struct {
-	code   websocket.StatusCode
-	reason string
-	action Action
 }
 
 // Stats are counters over the client's life.
@@ -111,18 +104,14 @@ func New(rawURL string, opts ...Option) (*Client, error) {
 		cfg:          cfg,
 		redact:       newRedactor(u, cfg.dialOptions.HTTPHeader),
 		queue:        make(chan message, cfg.readQueue),
-		kick:         make(chan struct{}, 1),
+		reconnects:   make(chan reconnectRequest, 1),
 		stateChanged: make(chan struct{}),
 		done:         make(chan struct{}),
 		firstOpen:    make(chan struct{}),
 		dialOpt:      cfg.dialOptions,
 	}
-	if cfg.newBackoff != nil {
-		if c.backoff = cfg.newBackoff(); c.backoff == nil {
-			return nil, errors.New("resocket: WithBackoff: function returned a nil BackOff")
-		}
-	} else {
-		c.backoff = DefaultBackoff()
+	if c.backoff = cfg.newBackoff(); c.backoff == nil {
+		return nil, errors.New("resocket: WithBackoff: function returned a nil BackOff")
 	}
 	c.log = cfg.logger
 	if _, silent := cfg.logger.Handler().(discardHandler); !silent {
@@ -178,7 +167,7 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 func (c *Client) Connect(ctx context.Context) error {
 	c.mu.Lock()
 	switch {
-	case c.err != nil:
+	case c.stopReq != nil || c.State() == StateClosed:
 		c.mu.Unlock()
 		<-c.done
 		return c.Err()
@@ -202,14 +191,19 @@ func (c *Client) Connect(ctx context.Context) error {
 		c.mu.Unlock()
 		return nil
 	}
-	cause := fmt.Errorf("resocket: connect: %w", ctx.Err())
-	if c.lastErr != nil {
-		cause = fmt.Errorf("resocket: connect: %w (last failure: %w)", ctx.Err(), c.lastErr)
-	}
-	c.shutdownLocked(&closedError{cause: cause})
+	c.requestStop(&stopRequest{ctxErr: ctx.Err()})
 	c.mu.Unlock()
 	<-c.done
 	return c.Err()
+}
+
+// requestStop asks the loop to end the client; the first request wins.
+// The caller holds c.mu.
+func (c *Client) requestStop(r *stopRequest) {
+	if c.stopReq == nil {
+		c.stopReq = r
+	}
+	c.stop()
 }
 
 // Read returns the next message, in the order the server sent it, across
@@ -260,27 +254,25 @@ func (c *Client) Write(ctx context.Context, typ websocket.MessageType, p []byte)
 		return fmt.Errorf("resocket: Write: message type must be MessageText or MessageBinary, got %v", typ)
 	}
 	for {
-		if conn := c.openConn.Load(); conn != nil {
-			err := conn.Write(ctx, typ, p)
+		if s := c.open.Load(); s != nil && !s.retired.Load() {
+			err := s.conn.Write(ctx, typ, p)
 			if err == nil {
 				return nil
 			}
 			// A socket that failed a write is finished (coder/websocket
 			// cannot take back half a frame). Retire it now, so that later
 			// writes wait for the next socket instead of failing on this
-			// one until the read pump notices.
-			if c.openConn.CompareAndSwap(conn, nil) {
-				conn.CloseNow()
-			}
+			// one until the loop has moved on.
+			s.retire()
 			return fmt.Errorf("resocket: write: %w", c.redact.err(err))
 		}
 		c.mu.Lock()
-		st, changed := State(c.state.Load()), c.stateChanged
+		st, changed := c.State(), c.stateChanged
 		c.mu.Unlock()
 		if st == StateClosing || st == StateClosed {
 			return c.closedErr()
 		}
-		if c.openConn.Load() != nil {
+		if s := c.open.Load(); s != nil && !s.retired.Load() {
 			continue
 		}
 		select {
@@ -312,15 +304,24 @@ func (c *Client) Reconnect(code websocket.StatusCode, reason string, a Action) e
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
-	case c.err != nil:
+	case c.stopReq != nil || c.State() >= StateClosing:
 		return c.closedErrLocked()
 	case !c.started:
 		return errors.New("resocket: Reconnect: not connected yet; call Connect first")
 	}
-	c.reconnect = &reconnectRequest{code: code, reason: reason, action: a}
+	r := reconnectRequest{code: code, reason: reason, action: a}
 	select {
-	case c.kick <- struct{}{}:
-	default:
+	case c.reconnects <- r:
+	default: // one is pending: merge, the stronger action wins
+		select {
+		case older := <-c.reconnects:
+			r = stronger(older, r)
+		default: // the loop took it meanwhile
+		}
+		c.reconnects <- r // room: only Reconnect sends, under c.mu
+	}
+	if c.cut != nil {
+		c.cut(errCut)
 	}
 	return nil
 }
@@ -335,21 +336,6 @@ func sendableCode(code websocket.StatusCode) bool {
 	return code != 1004 && code != websocket.StatusNoStatusRcvd && code != websocket.StatusAbnormalClosure
 }
 
-// disconnect describes the socket end a Reconnect asked for.
-func (r *reconnectRequest) disconnect() Disconnect {
-	return Disconnect{Code: r.code, Reason: r.reason,
-		Err: fmt.Errorf("%w: %w", ErrReconnectRequested, websocket.CloseError{Code: r.code, Reason: r.reason})}
-}
-
-// takeReconnect returns and clears the pending Reconnect, if any.
-func (c *Client) takeReconnect() *reconnectRequest {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r := c.reconnect
-	c.reconnect = nil
-	return r
-}
-
 // Close ends the client from any state: it cancels a dial, a handshake or
 // a wait at once, sends 1000 on an open socket and waits up to the close
 // timeout for the peer's answer. It returns once the client is CLOSED and
@@ -358,28 +344,15 @@ func (c *Client) takeReconnect() *reconnectRequest {
 // it Err is ErrClosed. It always returns nil.
 func (c *Client) Close() error {
 	c.mu.Lock()
-	c.shutdownLocked(ErrClosed)
-	if !c.started && State(c.state.Load()) == StateClosing {
-		c.setState(StateClosed)
+	c.requestStop(&stopRequest{byClose: true})
+	if !c.started { // no loop to ask: Close winds down itself
+		c.started = true
+		c.transition(StateClosing, nil, ErrClosed)
+		c.transition(StateClosed, nil, ErrClosed)
 	}
 	c.mu.Unlock()
 	<-c.done
 	return nil
-}
-
-// shutdownLocked records why the client ends (the first cause wins),
-// stops the connection loop and moves an OPEN or CONNECTING client to
-// CLOSING. The caller holds c.mu.
-func (c *Client) shutdownLocked(cause error) {
-	if c.err != nil {
-		return
-	}
-	c.err = cause
-	c.stop()
-	c.openConn.Store(nil)
-	if st := State(c.state.Load()); st == StateOpen || st == StateConnecting {
-		c.setState(StateClosing)
-	}
 }
 
 // State returns the current state.
@@ -445,505 +418,5 @@ func (c *Client) Stats() Stats {
 		HeartbeatTimeouts:  c.stats.heartbeatTimeouts.Load(),
 		EventsDropped:      c.events.dropped.Load(),
 		IllegalTransitions: c.stats.illegalTransitions.Load(),
-	}
-}
-
-// closedError is the cause of a client that ended without Close.
-type closedError struct{ cause error }
-
-func (e *closedError) Error() string {
-	if e.cause == nil {
-		return ErrClosed.Error()
-	}
-	return "resocket: closed: " + e.cause.Error()
-}
-func (e *closedError) Unwrap() error { return e.cause }
-
-func (e *closedError) Is(target error) bool { return target == ErrClosed }
-
-// run is the connection loop: one goroutine per client, the only user of
-// the schedule.
-func (c *Client) run() {
-	defer c.finish()
-	var (
-		sched        = newSchedule(c.backoff, c.cfg.newBackoff == nil)
-		mode         = ModeIdentify
-		hasSession   bool
-		reidentifies int
-	)
-	for attempt := 1; ; attempt++ {
-		c.stats.attempts.Add(1)
-		s, d, forced := c.connect(attempt, mode)
-		if s != nil {
-			if !c.markOpen(s.conn, attempt, mode) {
-				s.conn.CloseNow()
-				return
-			}
-			hasSession = true
-			openedAt := time.Now()
-			d, forced = c.serve(s)
-			if time.Since(openedAt) >= c.cfg.stableAfter {
-				sched.reset()
-				reidentifies = 0
-			}
-		}
-		if c.life.Err() != nil {
-			return // Close or an ended Connect ctx: no verdict to report
-		}
-		c.stats.disconnects.Add(1)
-		action, cause := c.decide(d, forced)
-		action, cause = c.guard(action, cause, &reidentifies, d.Err)
-		var delay time.Duration
-		if action != ActionFatal {
-			if delay = sched.next(d); delay == backoff.Stop {
-				action, delay = ActionFatal, 0
-				cause = fmt.Errorf("%w after %d attempts; last cause: %w", ErrRetriesExhausted, attempt, d.Err)
-			}
-		}
-		c.log.Debug("resocket: disconnected", "code", int(d.Code), "reason", d.Reason,
-			"status", d.HTTPStatus, "err", d.Err, "action", action, "next", delay)
-		publish(&c.events, Disconnected{Disconnect: d, Action: action, Next: delay})
-		if action == ActionFatal {
-			c.fail(cause)
-			return
-		}
-		if action == ActionReidentify {
-			hasSession = false
-		}
-		mode = ModeIdentify
-		if hasSession {
-			mode = ModeResume
-		}
-		if !c.leaveOpen() {
-			return
-		}
-		publish(&c.events, Retrying{Attempt: attempt + 1, Delay: delay, Mode: mode})
-		req, ok := c.wait(delay)
-		if !ok {
-			return
-		}
-		if req != nil { // Reconnect while waiting: its verdict, then an attempt at once
-			d := req.disconnect()
-			action, cause := c.guard(req.action, d.Err, &reidentifies, d.Err)
-			publish(&c.events, Disconnected{Disconnect: d, Action: action})
-			switch action {
-			case ActionFatal:
-				c.fail(cause)
-				return
-			case ActionReidentify:
-				hasSession, mode = false, ModeIdentify
-			}
-		}
-	}
-}
-
-// guard applies the loop guard to a verdict: re-identifies in a row,
-// with no stable socket between them, turn fatal at WithMaxReidentify.
-func (c *Client) guard(a Action, cause error, reidentifies *int, last error) (Action, error) {
-	if a != ActionReidentify {
-		return a, cause
-	}
-	if *reidentifies++; *reidentifies >= c.cfg.maxReidentify {
-		return ActionFatal, fmt.Errorf("%w: %d re-identifies in a row with no socket stable for %v; last cause: %w",
-			ErrReidentifyLoop, *reidentifies, c.cfg.stableAfter, last)
-	}
-	c.stats.reidentifies.Add(1)
-	return a, cause
-}
-
-// decide classifies d, unless the handshake or Reconnect forced an action.
-// It returns the action and, for a fatal one, the cause.
-func (c *Client) decide(d Disconnect, forced *Action) (a Action, cause error) {
-	c.mu.Lock()
-	c.lastErr = d.Err
-	c.mu.Unlock()
-	if forced != nil {
-		return *forced, d.Err
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			a, cause = ActionFatal, fmt.Errorf("resocket: policy panicked: %v (classifying: %w)", p, d.Err)
-		}
-	}()
-	a = c.cfg.policy.Classify(d)
-	if !a.valid() {
-		return ActionFatal, fmt.Errorf("resocket: policy returned invalid %v (classifying: %w)", a, d.Err)
-	}
-	return a, d.Err
-}
-
-// markOpen moves the client to OPEN with conn, unless Close got there first.
-func (c *Client) markOpen(conn *websocket.Conn, attempt int, mode Mode) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.life.Err() != nil {
-		return false
-	}
-	c.setState(StateOpen)
-	c.openConn.Store(conn)
-	c.stats.opens.Add(1)
-	c.log.Debug("resocket: open", "attempt", attempt, "mode", mode)
-	publish(&c.events, Connected{Attempt: attempt, Mode: mode})
-	if !c.opened { // after the events, so that Connect returns with them published
-		c.opened = true
-		close(c.firstOpen)
-	}
-	return true
-}
-
-// leaveOpen moves an OPEN client back to CONNECTING, unless Close got
-// there first; it reports whether the loop should go on.
-func (c *Client) leaveOpen() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.life.Err() != nil {
-		return false
-	}
-	c.openConn.Store(nil)
-	if State(c.state.Load()) == StateOpen {
-		c.setState(StateConnecting)
-	}
-	return true
-}
-
-// fail ends the client after a fatal disconnect.
-func (c *Client) fail(cause error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err != nil {
-		return
-	}
-	c.err = &closedError{cause: cause}
-	c.stop()
-	c.openConn.Store(nil)
-	if State(c.state.Load()) == StateOpen {
-		c.setState(StateClosing) // CONNECTING goes straight to CLOSED
-	}
-}
-
-// finish runs when the loop ends: it moves the client to CLOSED.
-func (c *Client) finish() {
-	if c.transport != nil {
-		c.transport.CloseIdleConnections()
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err == ErrClosed { // the caller asked: unread messages go with the client
-		for len(c.queue) > 0 {
-			<-c.queue
-		}
-	}
-	c.openConn.Store(nil)
-	c.log.Debug("resocket: closed", "err", c.err)
-	c.setState(StateClosed)
-}
-
-// wait sleeps before the next attempt. It returns a Reconnect made
-// meanwhile, and false when the client is ending.
-func (c *Client) wait(d time.Duration) (*reconnectRequest, bool) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil, true
-	case <-c.kick:
-		return c.takeReconnect(), c.life.Err() == nil
-	case <-c.life.Done():
-		return nil, false
-	}
-}
-
-// socket is one upgraded WebSocket and the TCP connection under it.
-type socket struct {
-	conn *websocket.Conn
-	tcp  *tcpSlot
-}
-
-// connect dials and runs the handshake, bounded together by the connect
-// timeout. On failure it returns the disconnect and, when the handshake
-// forced one, the action.
-func (c *Client) connect(attempt int, mode Mode) (*socket, Disconnect, *Action) {
-	ctx, cancel := context.WithTimeout(c.life, c.cfg.connectTimeout)
-	defer cancel()
-	slot := &tcpSlot{}
-	c.log.Debug("resocket: dialing", "attempt", attempt, "mode", mode)
-	conn, resp, err := websocket.Dial(context.WithValue(ctx, tcpSlotKey{}, slot), c.url, &c.dialOpt)
-	if err != nil {
-		slot.close()
-		d := dialDisconnect(resp, c.redact.err(err))
-		if resp == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && c.life.Err() == nil {
-			d.Err = fmt.Errorf("resocket: no upgrade within the connect timeout of %v: %w", c.cfg.connectTimeout, err)
-		}
-		return nil, c.redact.disconnect(d), nil
-	}
-	conn.SetReadLimit(c.cfg.readLimit)
-	s := &socket{conn: conn, tcp: slot}
-	if c.cfg.handshake == nil {
-		return s, Disconnect{}, nil
-	}
-	err = c.handshake(ctx, &Session{Mode: mode, Attempt: attempt, Conn: conn, Response: resp})
-	if err == nil {
-		return s, Disconnect{}, nil
-	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) && c.life.Err() == nil {
-		err = fmt.Errorf("resocket: handshake did not finish within the connect timeout of %v: %w", c.cfg.connectTimeout, err)
-	}
-	d := c.redact.disconnect(handshakeDisconnect(mode, c.redact.err(err), c.cfg.readLimit))
-	var forced *Action
-	if a, ok := forcedAction(err); ok {
-		forced = &a
-	}
-	code := websocket.StatusInternalError // keep a resumable session resumable
-	if c.life.Err() != nil || (forced != nil && *forced != ActionRetry) {
-		code = websocket.StatusNormalClosure // Close, or the session is over anyway
-	}
-	c.closeSocket(s, code, "handshake failed")
-	return nil, d, forced
-}
-
-// handshake runs the caller's handshake on its own goroutine, so that a
-// Close called from inside it does not wait for itself, and a handshake
-// that ignores its ctx cannot hold the client past the connect timeout.
-func (c *Client) handshake(ctx context.Context, s *Session) error {
-	errc := make(chan error, 1)
-	go func() {
-		defer func() {
-			if p := recover(); p != nil {
-				errc <- Fatal(fmt.Errorf("resocket: handshake panicked: %v", p))
-			}
-		}()
-		errc <- c.cfg.handshake(ctx, s)
-	}()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// serve runs an OPEN socket until it ends: the read pump fills the queue,
-// the heartbeat watches for a silent peer, and Close or Reconnect may end
-// it. It returns how the socket ended.
-func (c *Client) serve(s *socket) (Disconnect, *Action) {
-	sctx, cancel := context.WithCancel(c.life)
-	defer cancel()
-	p := &pumpState{}
-	pumpDone := make(chan error, 1)
-	go c.pump(s.conn, p, pumpDone)
-	dead := make(chan struct{}, 1)
-	hbDone := make(chan struct{})
-	if c.cfg.heartbeatInterval > 0 {
-		go c.heartbeat(sctx, s.conn, p, dead, hbDone)
-	} else {
-		close(hbDone)
-	}
-	defer func() { cancel(); <-hbDone }()
-
-	var (
-		d      Disconnect
-		forced *Action
-	)
-	for d.Err == nil {
-		select {
-		case err := <-pumpDone:
-			if c.life.Err() != nil { // the pump let go of a full queue for Close
-				c.closeSocket(s, websocket.StatusNormalClosure, "")
-				return Disconnect{}, nil
-			}
-			if errors.Is(err, ErrInvalidUTF8) {
-				c.closeSocket(s, websocket.StatusInvalidFramePayloadData, "invalid UTF-8 in a text message")
-			}
-			s.conn.CloseNow()
-			return c.redact.disconnect(socketDisconnect(err, c.cfg.readLimit)), nil
-		case <-dead:
-			c.stats.heartbeatTimeouts.Add(1)
-			c.openConn.Store(nil)
-			s.conn.CloseNow()
-			d = Disconnect{Code: websocket.StatusAbnormalClosure,
-				Err: fmt.Errorf("%w within %v", ErrHeartbeatTimeout, c.cfg.heartbeatTimeout)}
-		case <-c.kick:
-			req := c.takeReconnect()
-			if req == nil { // already taken by an earlier wake-up
-				continue
-			}
-			c.openConn.Store(nil)
-			c.closeSocket(s, req.code, req.reason)
-			d, forced = req.disconnect(), &req.action
-		case <-c.life.Done():
-			c.closeSocket(s, websocket.StatusNormalClosure, "")
-			<-pumpDone
-			return Disconnect{}, nil
-		}
-	}
-	<-pumpDone
-	return d, forced
-}
-
-// closeSocket sends a close frame and waits up to the close timeout for
-// the peer's answer, then cuts the TCP connection.
-func (c *Client) closeSocket(s *socket, code websocket.StatusCode, reason string) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.conn.Close(code, reason)
-	}()
-	t := time.NewTimer(c.cfg.closeTimeout)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		s.tcp.close()
-		<-done
-	}
-}
-
-// pumpState tells the heartbeat whether the pump is waiting for the
-// consumer; pongs cannot be read meanwhile, so a late pong is not death.
-type pumpState struct {
-	stalled atomic.Bool
-	stalls  atomic.Int64
-}
-
-// pump reads the socket continuously into the queue, so that pongs and
-// close frames are seen. It never gives a read a deadline: coder/websocket
-// closes a socket whose read context ends.
-func (c *Client) pump(conn *websocket.Conn, p *pumpState, done chan<- error) {
-	for {
-		typ, data, err := conn.Read(context.Background())
-		if err == nil && typ == websocket.MessageText && !utf8.Valid(data) {
-			err = ErrInvalidUTF8 // RFC 6455 §8.1: fail the connection, with 1007
-		}
-		if err != nil {
-			done <- err
-			return
-		}
-		m := message{typ: typ, data: data}
-		select {
-		case c.queue <- m:
-			continue
-		default:
-		}
-		p.stalls.Add(1)
-		p.stalled.Store(true)
-		select {
-		case c.queue <- m:
-			p.stalled.Store(false)
-		case <-c.life.Done():
-			done <- c.life.Err()
-			return
-		}
-	}
-}
-
-// heartbeat pings every interval and reports the socket dead when a pong
-// does not come within the timeout, unless the pump was waiting for the
-// consumer meanwhile.
-func (c *Client) heartbeat(ctx context.Context, conn *websocket.Conn, p *pumpState, dead chan<- struct{}, done chan<- struct{}) {
-	defer close(done)
-	t := time.NewTicker(c.cfg.heartbeatInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if p.stalled.Load() {
-			continue
-		}
-		stalls := p.stalls.Load()
-		pctx, cancel := context.WithTimeout(ctx, c.cfg.heartbeatTimeout)
-		err := conn.Ping(pctx)
-		cancel()
-		switch {
-		case err == nil, ctx.Err() != nil:
-		case p.stalled.Load() || p.stalls.Load() != stalls:
-			// The pong may be queued behind a message the consumer has not
-			// taken yet: a slow consumer is not a dead peer.
-		default:
-			dead <- struct{}{}
-			return
-		}
-	}
-}
-
-// tcpSlot records the TCP connection a dial made, so that Close can cut a
-// peer that never answers the close frame.
-type tcpSlot struct {
-	mu   sync.Mutex
-	conn net.Conn
-}
-
-type tcpSlotKey struct{}
-
-func (s *tcpSlot) set(conn net.Conn) {
-	s.mu.Lock()
-	s.conn = conn
-	s.mu.Unlock()
-}
-
-func (s *tcpSlot) close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.conn != nil {
-		s.conn.Close()
-	}
-}
-
-// newHTTPClient returns the HTTP client for the upgrades: a copy of the
-// caller's (or the default) whose transport records each TCP connection
-// and keeps no idle ones. A caller's RoundTripper that is not an
-// *http.Transport is used as it is, and the transport result is nil.
-func newHTTPClient(base *http.Client) (*http.Client, *http.Transport) {
-	if base == nil {
-		return sharedHTTPClient, nil // nothing idle to clean up: keep-alives are off
-	}
-	hc := *base
-	var tr *http.Transport
-	switch t := hc.Transport.(type) {
-	case nil:
-		tr = http.DefaultTransport.(*http.Transport).Clone()
-	case *http.Transport:
-		tr = t.Clone()
-	default:
-		return &hc, nil
-	}
-	hc.Transport = recordingTransport(tr)
-	return &hc, tr
-}
-
-// sharedHTTPClient serves every client that brings no HTTP client of its
-// own: one transport for all, instead of one per client.
-var sharedHTTPClient = &http.Client{
-	Transport: recordingTransport(http.DefaultTransport.(*http.Transport).Clone()),
-}
-
-// recordingTransport adapts tr for upgrades: it records each TCP
-// connection in the attempt's tcpSlot and keeps no idle connections.
-func recordingTransport(tr *http.Transport) *http.Transport {
-	tr.DisableKeepAlives = true  // a socket is never reused; an idle one would outlive the client
-	tr.ForceAttemptHTTP2 = false // WebSocket upgrades are HTTP/1.1
-	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
-	if tr.DialContext == nil {
-		tr.DialContext = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
-	}
-	tr.DialContext = recordingDial(tr.DialContext)
-	if tr.DialTLSContext != nil {
-		tr.DialTLSContext = recordingDial(tr.DialTLSContext)
-	}
-	return tr
-}
-
-type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
-
-// recordingDial puts each connection dial makes into the attempt's tcpSlot.
-func recordingDial(dial dialFunc) dialFunc {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := dial(ctx, network, addr)
-		if slot, ok := ctx.Value(tcpSlotKey{}).(*tcpSlot); ok && err == nil {
-			slot.set(conn)
-		}
-		return conn, err
 	}
 }

@@ -528,7 +528,7 @@ func TestRetriesExhausted(t *testing.T) {
 // The default schedule never gives up by itself: backoff/v4's 15-minute
 // MaxElapsedTime does not leak through.
 func TestDefaultBackoffNeverStops(t *testing.T) {
-	b := resocket.DefaultBackoff().(*backoff.ExponentialBackOff)
+	b := resocket.ExponentialPart(resocket.DefaultBackoff())
 	if b.MaxElapsedTime != 0 {
 		t.Fatalf("MaxElapsedTime = %v, want 0", b.MaxElapsedTime)
 	}

@@ -48,7 +48,7 @@ func FuzzPolicy(f *testing.F) {
 				t.Fatalf("%+v: action %v", d, a)
 			}
 		}
-		s := resocket.NewSchedule(resocket.DefaultBackoff(), true, time.Now)
+		s := resocket.NewSchedule(resocket.DefaultBackoff(), time.Now)
 		if next := s.Next(d); next < 0 || next > 10*time.Minute {
 			t.Fatalf("%+v: next delay %v", d, next)
 		}

@@ -92,6 +92,7 @@ type config struct {
 func defaultConfig() config {
 	return config{
 		policy:            DefaultPolicy,
+		newBackoff:        DefaultBackoff,
 		heartbeatInterval: DefaultHeartbeatInterval,
 		heartbeatTimeout:  DefaultHeartbeatTimeout,
 		connectTimeout:    DefaultConnectTimeout,
@@ -133,9 +134,9 @@ func WithPolicy(p Policy) Option {
 }
 
 // WithBackoff replaces the reconnect schedule. newBackoff is called once per
-// client; its value is Reset after every stable socket and used as it is
-// (no jittered first retry is added). backoff.Stop ends the client with
-// ErrRetriesExhausted. Retry-After and 1013 still raise the floor.
+// client; its value is Reset after every stable socket and used as it is.
+// backoff.Stop ends the client with ErrRetriesExhausted. Retry-After and
+// 1013 still raise the floor. Defaults to DefaultBackoff.
 func WithBackoff(newBackoff func() backoff.BackOff) Option {
 	return optionFunc(func(c *config) error {
 		if newBackoff == nil {

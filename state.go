@@ -52,16 +52,30 @@ func TransitionAllowed(from, to State) bool {
 	return transitions[[2]State{from, to}]
 }
 
-// setState is the only code that changes c.state. The caller holds c.mu.
-// It refuses (and counts) any move the table does not allow, wakes every
-// goroutine waiting for a state change, and publishes StateChanged; on
-// CLOSED it also closes Done and ends every event channel.
-func (c *Client) setState(to State) bool {
+// transition is the only code that writes the client's state, its open
+// socket, its terminal error and done, as grpc-go's updateState is for a
+// connection. The caller holds c.mu. It refuses (and counts) any move the
+// table does not allow, wakes every goroutine waiting for a state change,
+// and publishes StateChanged; on CLOSED it also closes Done and ends every
+// event channel.
+//
+// sock is the socket that becomes open (with StateOpen; leaving OPEN
+// forgets it). cause is why the client ends (with StateClosing or
+// StateClosed); the first one given is kept.
+func (c *Client) transition(to State, sock *socket, cause error) bool {
 	from := State(c.state.Load())
 	if !TransitionAllowed(from, to) {
 		c.stats.illegalTransitions.Add(1)
 		c.log.Error("resocket: refused state transition", "from", from, "to", to)
 		return false
+	}
+	if to == StateOpen {
+		c.open.Store(sock)
+	} else {
+		c.open.Store(nil)
+	}
+	if (to == StateClosing || to == StateClosed) && c.err == nil {
+		c.err = cause
 	}
 	c.state.Store(int32(to))
 	close(c.stateChanged)
