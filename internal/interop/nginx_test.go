@@ -108,6 +108,7 @@ func startBackend(t *testing.T, addr string) *faultserver.Server {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	t.Cleanup(srv.Close) // also when the test skips for want of nginx
 	srv.SetDefault(faultserver.Plan{Steps: []faultserver.Step{faultserver.Read(1), faultserver.Echo()}})
 	return srv
 }
