@@ -114,7 +114,7 @@ func (s *schedule) next(d Disconnect) time.Duration {
 func retryFloor(d Disconnect, now time.Time) time.Duration {
 	var floor time.Duration
 	if d.Header != nil {
-		if ra, ok := ParseRetryAfter(d.Header.Get("Retry-After"), now); ok {
+		if ra, ok := parseRetryAfter(d.Header.Get("Retry-After"), now); ok {
 			floor = min(ra, maxRetryAfter)
 		}
 	}
@@ -127,10 +127,10 @@ func retryFloor(d Disconnect, now time.Time) time.Duration {
 	return floor
 }
 
-// ParseRetryAfter parses a Retry-After header value, either delay-seconds
+// parseRetryAfter parses a Retry-After header value, either delay-seconds
 // or an HTTP-date, relative to now. It reports false for an empty or
 // malformed value; a date in the past is a zero delay.
-func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0, false

@@ -288,9 +288,17 @@ func (c *Client) Write(ctx context.Context, typ websocket.MessageType, p []byte)
 // the server had asked for action a: ActionRetry resumes, ActionReidentify
 // starts a fresh session, ActionFatal closes the client with
 // ErrReconnectRequested. Use it for a protocol's own signals, such as a
-// gateway's "reconnect" or "invalid session" messages. While CONNECTING it
-// cuts the wait before the next attempt short. It returns at once; the
-// events tell what followed.
+// gateway's "reconnect" or "invalid session" messages. It returns at once;
+// the events tell what followed.
+//
+// Its verdict goes through the same steps as any disconnect (counted,
+// loop-guarded, scheduled, published as Disconnected). While OPEN the
+// next attempt waits for the schedule. While CONNECTING it cuts a dial or
+// a handshake in progress, and it cuts the wait that followed a
+// disconnect, so the next attempt is made at once. Requests never add up
+// to skip the backoff: one made while another is pending, or while the
+// client waits to carry one out, joins it (the stronger action wins, the
+// wait stands).
 func (c *Client) Reconnect(code websocket.StatusCode, reason string, a Action) error {
 	if !a.valid() {
 		return fmt.Errorf("resocket: Reconnect: invalid action %v", a)

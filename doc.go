@@ -14,20 +14,30 @@
 //	┌────────────┐ ──────┘                      ┌────────┐
 //	│ CONNECTING │ ◀─────── drop: retry ─────── │  OPEN  │
 //	└────────────┘          or re-identify      └────────┘
-//	 │        │                                     │
-//	 │ fatal  │ Close / ctx                 Close / fatal
-//	 │        ▼                                     ▼
-//	 │   ┌─────────┐ ◀──────────────────────────────┘
-//	 │   │ CLOSING │
-//	 │   └─────────┘
-//	 ▼        │
-//	┌────────┐│
-//	│ CLOSED │◀
+//	 │          │                                   │
+//	 │ fatal,   │ Close                     Close, fatal
+//	 │ Connect  ▼                                   ▼
+//	 │ ctx ┌─────────┐ ◀────────────────────────────┘
+//	 │     │ CLOSING │
+//	 │     └─────────┘
+//	 ▼          │
+//	┌────────┐  │
+//	│ CLOSED │ ◀┘
 //	└────────┘
 //
 // CONNECTING covers dialing, the upgrade, the handshake and the wait
 // between attempts; a new attempt is not a state change, Retrying and the
 // attempt counter tell it. CLOSED is terminal: Err says why.
+//
+// How a client ends, one rule: Close passes through CLOSING from any
+// state; a client that ends by itself (a fatal verdict, or Connect's ctx
+// ending before the first OPEN) passes through CLOSING only from OPEN, and
+// goes straight from CONNECTING to CLOSED.
+//
+// One goroutine, the connection loop, owns the lifecycle: Close,
+// Connect's ctx and Reconnect are requests to it, and every way a socket
+// or an attempt ends goes through the same verdict (classify, loop guard,
+// schedule, log, publish).
 //
 // A minimal client:
 //

@@ -22,3 +22,9 @@ func (s *schedule) Reset()                          { s.reset() }
 // ExponentialPart returns the exponential schedule inside DefaultBackoff's
 // value, so that a test can give it a clock.
 func ExponentialPart(b backoff.BackOff) *backoff.ExponentialBackOff { return b.(*jitteredFirst).exp }
+
+// Seams for unit tests of unexported helpers.
+var (
+	TransitionAllowed = transitionAllowed
+	ParseRetryAfter   = parseRetryAfter
+)

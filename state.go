@@ -46,9 +46,9 @@ var transitions = map[[2]State]bool{
 	{StateClosing, StateClosed}:     true, // wound down
 }
 
-// TransitionAllowed reports whether the state machine permits moving from
+// transitionAllowed reports whether the state machine permits moving from
 // one state to another.
-func TransitionAllowed(from, to State) bool {
+func transitionAllowed(from, to State) bool {
 	return transitions[[2]State{from, to}]
 }
 
@@ -64,7 +64,7 @@ func TransitionAllowed(from, to State) bool {
 // StateClosed); the first one given is kept.
 func (c *Client) transition(to State, sock *socket, cause error) bool {
 	from := State(c.state.Load())
-	if !TransitionAllowed(from, to) {
+	if !transitionAllowed(from, to) {
 		c.stats.illegalTransitions.Add(1)
 		c.log.Error("resocket: refused state transition", "from", from, "to", to)
 		return false
