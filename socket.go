@@ -17,7 +17,6 @@ import (
 type socket struct {
 	conn *websocket.Conn
 	tcp  *tcpSlot
-	resp *http.Response // the upgrade response
 	// retired is set when the socket is known to be finished (a failed
 	// write, a heartbeat timeout, a Reconnect): Write then waits for the
 	// next socket instead of failing on this one.
@@ -65,14 +64,14 @@ func (l *loop) connect() (*socket, *outcome) {
 	ctx, cancel := context.WithTimeout(actx, c.cfg.connectTimeout)
 	defer cancel()
 
-	s, o := l.dial(ctx)
+	s, resp, o := l.dial(ctx)
 	if s == nil {
 		return nil, l.cutBy(actx, nil, o)
 	}
 	if c.cfg.handshake == nil {
 		return s, nil
 	}
-	err := c.handshake(ctx, &Session{Mode: l.mode, Attempt: l.attempt, Conn: s.conn, Response: s.resp})
+	err := c.handshake(ctx, &Session{Mode: l.mode, Attempt: l.attempt, Conn: s.conn, Response: resp})
 	if err == nil {
 		return s, nil
 	}
@@ -113,7 +112,9 @@ func (l *loop) cutBy(actx context.Context, s *socket, o *outcome) *outcome {
 }
 
 // dial makes the WebSocket. On failure it returns how the attempt ended.
-func (l *loop) dial(ctx context.Context) (*socket, *outcome) {
+// The upgrade response is returned for the handshake, not kept: an idle
+// socket should not hold it.
+func (l *loop) dial(ctx context.Context) (*socket, *http.Response, *outcome) {
 	c := l.c
 	slot := &tcpSlot{}
 	c.log.Debug("resocket: dialing", "attempt", l.attempt, "mode", l.mode)
@@ -124,10 +125,10 @@ func (l *loop) dial(ctx context.Context) (*socket, *outcome) {
 		if resp == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			d.Err = fmt.Errorf("no upgrade within the connect timeout of %v: %w", c.cfg.connectTimeout, d.Err)
 		}
-		return nil, &outcome{d: c.redact.disconnect(d)}
+		return nil, nil, &outcome{d: c.redact.disconnect(d)}
 	}
 	conn.SetReadLimit(c.cfg.readLimit)
-	return &socket{conn: conn, tcp: slot, resp: resp}, nil
+	return &socket{conn: conn, tcp: slot}, resp, nil
 }
 
 // handshake runs the caller's handshake on its own goroutine, so that a
