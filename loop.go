@@ -231,7 +231,7 @@ func (l *loop) wait() (*outcome, bool) {
 func (l *loop) finish() {
 	c := l.c
 	c.mu.Lock()
-	cause, req := l.endCause()
+	req, cause := l.endCause()
 	if st := c.State(); st == StateOpen || (st == StateConnecting && req != nil && req.byClose) {
 		c.transition(StateClosing, nil, cause)
 	}
@@ -258,19 +258,19 @@ func (l *loop) finish() {
 
 // endCause is why the loop ended: a fatal verdict, or the first stop
 // request. The caller holds c.mu.
-func (l *loop) endCause() (error, *stopRequest) {
+func (l *loop) endCause() (*stopRequest, error) {
 	req := l.c.stopReq
 	switch {
 	case l.fatal != nil:
-		return &closedError{cause: l.fatal}, req
+		return req, &closedError{cause: l.fatal}
 	case req == nil: // cannot happen: the loop ends by a verdict or a request
-		return ErrClosed, nil
+		return nil, ErrClosed
 	case req.byClose:
-		return ErrClosed, req
+		return req, ErrClosed
 	case l.lastErr != nil:
-		return &closedError{cause: fmt.Errorf("connect: %w (last failure: %w)", req.ctxErr, l.lastErr)}, req
+		return req, &closedError{cause: fmt.Errorf("connect: %w (last failure: %w)", req.ctxErr, l.lastErr)}
 	}
-	return &closedError{cause: fmt.Errorf("connect: %w", req.ctxErr)}, req
+	return req, &closedError{cause: fmt.Errorf("connect: %w", req.ctxErr)}
 }
 
 // stopRequest is a request to end the client: Close, or Connect's ctx
