@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/coder/websocket"
@@ -24,7 +25,7 @@ type Client struct {
 	url     string // as given, used only to dial
 	safeURL string // redacted, for logs and errors
 	cfg     config
-	redact  redactor
+	redact  *redactor
 	log     *slog.Logger
 	backoff backoff.BackOff
 	dialOpt websocket.DialOptions
@@ -40,7 +41,7 @@ type Client struct {
 	// reconnects carries Reconnect's requests to the loop. It holds at
 	// most one: a second request merges into a pending one.
 	reconnects chan reconnectRequest
-	queue      chan message // received messages waiting for Read
+	queue      chan Message // received messages waiting for Read
 
 	events   hub
 	eventsCh <-chan Event
@@ -57,11 +58,21 @@ type Client struct {
 	opened       bool
 	stopReq      *stopRequest            // the first request to stop
 	cut          context.CancelCauseFunc // cuts the attempt in progress, for Reconnect
+	resumeURL    string                  // where resume-mode attempts dial; "" is url
+
+	// current is the socket being dialed, handshaken or served, for
+	// AckHeartbeat; nil between sockets.
+	current atomic.Pointer[socket]
 }
 
-type message struct {
-	typ  websocket.MessageType
-	data []byte
+// Message is one message received from the server.
+type Message struct {
+	Type websocket.MessageType
+	Data []byte
+	// Attempt is the Session.Attempt of the socket the message arrived on.
+	// When it changes, a new socket began: per-socket state (a zlib-stream
+	// inflater, sequence bookkeeping) resets exactly there.
+	Attempt int
 }
 
 // Stats are counters over the client's life.
@@ -71,13 +82,16 @@ type Stats struct {
 	Reconnects         int64  // opens after the first
 	Disconnects        int64  // sockets and attempts that ended, classified
 	Reidentifies       int64  // disconnects that started a fresh session
-	HeartbeatTimeouts  int64  // sockets declared dead for a missing pong
+	HeartbeatTimeouts  int64  // sockets cut for a missing pong, or as zombies (a heartbeat not acknowledged)
 	EventsDropped      uint64 // events dropped from full subscriber buffers
 	IllegalTransitions int64  // state changes refused by the table; always 0 unless there is a bug
+	// RTT is the last heartbeat round trip: ping to pong, or, with
+	// Session.Heartbeat, beat to AckHeartbeat. 0 until the first one.
+	RTT time.Duration
 }
 
 type stats struct {
-	attempts, opens, disconnects, reidentifies, heartbeatTimeouts, illegalTransitions atomic.Int64
+	attempts, opens, disconnects, reidentifies, heartbeatTimeouts, illegalTransitions, rtt atomic.Int64
 }
 
 // New validates url and the options and returns a client in CONNECTING
@@ -87,7 +101,7 @@ type stats struct {
 func New(rawURL string, opts ...Option) (*Client, error) {
 	u, err := parseURL(rawURL)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("resocket: %w", err)
 	}
 	cfg := defaultConfig()
 	for i, o := range opts {
@@ -103,7 +117,8 @@ func New(rawURL string, opts ...Option) (*Client, error) {
 		safeURL:      RedactURL(rawURL),
 		cfg:          cfg,
 		redact:       newRedactor(u, cfg.dialOptions.HTTPHeader),
-		queue:        make(chan message, cfg.readQueue),
+		queue:        make(chan Message, cfg.readQueue),
+		resumeURL:    cfg.resumeURL,
 		reconnects:   make(chan reconnectRequest, 1),
 		stateChanged: make(chan struct{}),
 		done:         make(chan struct{}),
@@ -116,6 +131,10 @@ func New(rawURL string, opts ...Option) (*Client, error) {
 	c.log = cfg.logger
 	if _, silent := cfg.logger.Handler().(discardHandler); !silent {
 		c.log = cfg.logger.With("url", c.safeURL)
+	}
+	if cfg.resumeURL != "" {
+		ru, _ := url.Parse(cfg.resumeURL) // validated by WithResume
+		c.redact.addURL(ru)
 	}
 	c.dialOpt.HTTPClient, c.transport = newHTTPClient(cfg.dialOptions.HTTPClient)
 	c.life, c.stop = context.WithCancel(context.Background())
@@ -130,17 +149,17 @@ func parseURL(raw string) (*url.URL, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err // its text would repeat the URL, and any token in it
 		}
-		return nil, fmt.Errorf("resocket: invalid URL: %w", err)
+		return nil, fmt.Errorf("invalid URL: %w", err)
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "ws", "wss", "http", "https":
 	case "":
-		return nil, fmt.Errorf("resocket: invalid URL %q: no scheme, want ws:// or wss://", RedactURL(raw))
+		return nil, fmt.Errorf("invalid URL %q: no scheme, want ws:// or wss://", RedactURL(raw))
 	default:
-		return nil, fmt.Errorf("resocket: invalid URL %q: scheme %q is not ws or wss", RedactURL(raw), u.Scheme)
+		return nil, fmt.Errorf("invalid URL %q: scheme %q is not ws or wss", RedactURL(raw), u.Scheme)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("resocket: invalid URL %q: no host", RedactURL(raw))
+		return nil, fmt.Errorf("invalid URL %q: no host", RedactURL(raw))
 	}
 	return u, nil
 }
@@ -212,33 +231,39 @@ func (c *Client) requestStop(r *stopRequest) {
 // arrived before a fatal disconnect are returned first, messages not yet
 // read when Close was called are discarded.
 func (c *Client) Read(ctx context.Context) (websocket.MessageType, []byte, error) {
+	m, err := c.ReadMessage(ctx)
+	return m.Type, m.Data, err
+}
+
+// ReadMessage is Read, plus which socket the message came from.
+func (c *Client) ReadMessage(ctx context.Context) (Message, error) {
 	select {
 	case m := <-c.queue:
-		return m.typ, m.data, nil
+		return m, nil
 	default:
 	}
 	if done := ctx.Done(); done == nil { // a ctx that never ends: one case fewer to wait on
 		select {
 		case m := <-c.queue:
-			return m.typ, m.data, nil
+			return m, nil
 		case <-c.done:
 		}
 	} else {
 		select {
 		case m := <-c.queue:
-			return m.typ, m.data, nil
+			return m, nil
 		case <-done:
-			return 0, nil, ctx.Err()
+			return Message{}, ctx.Err()
 		case <-c.done:
 		}
 	}
 	// CLOSED: what arrived before a fatal end is still delivered first.
 	select {
 	case m := <-c.queue:
-		return m.typ, m.data, nil
+		return m, nil
 	default:
 	}
-	return 0, nil, c.Err()
+	return Message{}, c.Err()
 }
 
 // Write sends one message on the live socket. While CONNECTING it waits for
@@ -252,6 +277,9 @@ func (c *Client) Read(ctx context.Context) (websocket.MessageType, []byte, error
 func (c *Client) Write(ctx context.Context, typ websocket.MessageType, p []byte) error {
 	if typ != websocket.MessageText && typ != websocket.MessageBinary {
 		return fmt.Errorf("resocket: Write: message type must be MessageText or MessageBinary, got %v", typ)
+	}
+	if err := c.waitWriteLimiter(ctx); err != nil {
+		return err
 	}
 	for {
 		if s := c.open.Load(); s != nil && !s.retired.Load() {
@@ -284,6 +312,27 @@ func (c *Client) Write(ctx context.Context, typ websocket.MessageType, p []byte)
 	}
 }
 
+// waitWriteLimiter waits on WithWriteLimiter's Limiter, if any, bounded
+// by ctx and cut by Close.
+func (c *Client) waitWriteLimiter(ctx context.Context) error {
+	if c.cfg.writeLimiter == nil {
+		return nil
+	}
+	if st := c.State(); st == StateClosing || st == StateClosed {
+		return c.closedErr()
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(c.life, cancel)()
+	if err := c.cfg.writeLimiter.Wait(wctx); err != nil {
+		if ctx.Err() == nil && c.life.Err() != nil {
+			return c.closedErr()
+		}
+		return fmt.Errorf("resocket: write: waiting for the write limiter: %w", err)
+	}
+	return nil
+}
+
 // Reconnect closes the current socket with code and reason and acts as if
 // the server had asked for action a: ActionRetry resumes, ActionReidentify
 // starts a fresh session, ActionFatal closes the client with
@@ -303,11 +352,8 @@ func (c *Client) Reconnect(code websocket.StatusCode, reason string, a Action) e
 	if !a.valid() {
 		return fmt.Errorf("resocket: Reconnect: invalid action %v", a)
 	}
-	if !sendableCode(code) {
-		return fmt.Errorf("resocket: Reconnect: close code %d cannot be sent (use 1000–1003, 1007–1014 or 3000–4999)", int(code))
-	}
-	if len(reason) > 123 {
-		return fmt.Errorf("resocket: Reconnect: reason is %d bytes, a close frame holds at most 123", len(reason))
+	if err := checkCloseFrame("Reconnect", code, reason); err != nil {
+		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -334,6 +380,17 @@ func (c *Client) Reconnect(code websocket.StatusCode, reason string, a Action) e
 	return nil
 }
 
+// checkCloseFrame reports a close code or reason that cannot be sent.
+func checkCloseFrame(method string, code websocket.StatusCode, reason string) error {
+	if !sendableCode(code) {
+		return fmt.Errorf("resocket: %s: close code %d cannot be sent (use 1000–1003, 1007–1014 or 3000–4999)", method, int(code))
+	}
+	if len(reason) > 123 {
+		return fmt.Errorf("resocket: %s: reason is %d bytes, a close frame holds at most 123", method, len(reason))
+	}
+	return nil
+}
+
 func sendableCode(code websocket.StatusCode) bool {
 	switch {
 	case code >= 3000 && code <= 4999:
@@ -351,8 +408,27 @@ func sendableCode(code websocket.StatusCode) bool {
 // as the client is CLOSED). Close may be called any number of times; after
 // it Err is ErrClosed. It always returns nil.
 func (c *Client) Close() error {
+	c.close(&stopRequest{byClose: true})
+	return nil
+}
+
+// CloseWith is Close, sending code and reason instead of 1000 on an open
+// socket: a deploy that closes with 4000 or 1012 leaves a gateway session
+// resumable by the next process (see WithResume). It has Close's
+// guarantees. It returns an error, and closes nothing, when code may not
+// be sent (1005, 1006, 1015 and codes outside 1000–1014 and 3000–4999)
+// or reason is over 123 bytes.
+func (c *Client) CloseWith(code websocket.StatusCode, reason string) error {
+	if err := checkCloseFrame("CloseWith", code, reason); err != nil {
+		return err
+	}
+	c.close(&stopRequest{byClose: true, code: code, reason: reason})
+	return nil
+}
+
+func (c *Client) close(r *stopRequest) {
 	c.mu.Lock()
-	c.requestStop(&stopRequest{byClose: true})
+	c.requestStop(r)
 	if !c.started { // no loop to ask: Close winds down itself
 		c.started = true
 		c.transition(StateClosing, nil, ErrClosed)
@@ -360,7 +436,35 @@ func (c *Client) Close() error {
 	}
 	c.mu.Unlock()
 	<-c.done
+}
+
+// SetResumeURL sets where resume-mode attempts dial, typically from the
+// session a gateway's READY announced (Discord's resume_gateway_url). It
+// holds until the session ends: a re-identify or a fatal verdict clears
+// it, and the next identify dials New's URL. "" clears it now. The URL is
+// validated as New's is, and never printed unredacted.
+func (c *Client) SetResumeURL(rawURL string) error {
+	if rawURL != "" {
+		u, err := parseURL(rawURL)
+		if err != nil {
+			return fmt.Errorf("resocket: SetResumeURL: %w", err)
+		}
+		c.redact.addURL(u)
+	}
+	c.mu.Lock()
+	c.resumeURL = rawURL
+	c.mu.Unlock()
 	return nil
+}
+
+// AckHeartbeat tells the client that the protocol's heartbeat ACK arrived
+// (Discord's op 11) for the current socket's Session.Heartbeat. Call it
+// from the handshake or from the code that reads messages; an ACK with no
+// beat outstanding is ignored.
+func (c *Client) AckHeartbeat() {
+	if s := c.current.Load(); s != nil {
+		s.ack(c)
+	}
 }
 
 // State returns the current state.
@@ -426,5 +530,6 @@ func (c *Client) Stats() Stats {
 		HeartbeatTimeouts:  c.stats.heartbeatTimeouts.Load(),
 		EventsDropped:      c.events.dropped.Load(),
 		IllegalTransitions: c.stats.illegalTransitions.Load(),
+		RTT:                time.Duration(c.stats.rtt.Load()),
 	}
 }

@@ -8,7 +8,7 @@ import (
 
 // Event is something that happened to a Client. It is sealed: the only
 // implementations are this package's types, StateChanged, Connected,
-// Disconnected and Retrying. Switch on the type to read one.
+// Disconnected, Retrying and IdentifyPaced. Switch on the type to read one.
 type Event interface {
 	event()
 }
@@ -42,10 +42,19 @@ type Retrying struct {
 	Mode    Mode
 }
 
-func (StateChanged) event() {}
-func (Connected) event()    {}
-func (Disconnected) event() {}
-func (Retrying) event()     {}
+// IdentifyPaced reports that an identify attempt got its turn from the
+// identify limiter (WithIdentifyLimiter) after waiting Waited. It comes
+// before that attempt dials.
+type IdentifyPaced struct {
+	Attempt int
+	Waited  time.Duration
+}
+
+func (StateChanged) event()  {}
+func (IdentifyPaced) event() {}
+func (Connected) event()     {}
+func (Disconnected) event()  {}
+func (Retrying) event()      {}
 
 // hub fans events out to bounded subscriber channels. Publishing never
 // blocks: a full channel loses its oldest event, counted in dropped. All

@@ -48,6 +48,9 @@ type loop struct {
 // the schedule.
 func (c *Client) run() {
 	l := &loop{c: c, sched: newSchedule(c.backoff), mode: ModeIdentify}
+	if c.cfg.resume { // a session kept by an earlier process
+		l.mode, l.hasSession = ModeResume, true
+	}
 	defer l.finish()
 	for {
 		o, ok := l.try()
@@ -129,12 +132,15 @@ func (l *loop) judge(o outcome) bool {
 	c.log.Debug("resocket: disconnected", "code", int(o.d.Code), "reason", o.d.Reason,
 		"status", o.d.HTTPStatus, "err", o.d.Err, "action", action, "next", delay)
 	publish(&c.events, Disconnected{Disconnect: o.d, Action: action, Next: delay})
+	if action != ActionRetry { // the session is over: so is its resume URL
+		l.hasSession = false
+		c.mu.Lock()
+		c.resumeURL = ""
+		c.mu.Unlock()
+	}
 	if action == ActionFatal {
 		l.fatal = cause
 		return false
-	}
-	if action == ActionReidentify {
-		l.hasSession = false
 	}
 	l.mode = ModeIdentify
 	if l.hasSession {

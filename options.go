@@ -58,8 +58,11 @@ type Handshake func(ctx context.Context, s *Session) error
 type Session struct {
 	Mode     Mode            // ModeIdentify or ModeResume
 	Attempt  int             // the attempt that made this socket, 1 for the client's first
-	Conn     *websocket.Conn // the raw socket; use it only inside the handshake
+	Conn     *websocket.Conn // the raw socket; use it inside the handshake and for Heartbeat's beats
 	Response *http.Response  // the upgrade response
+
+	c    *Client
+	sock *socket
 }
 
 // Option configures a Client. Options are checked by New: a nil or
@@ -87,6 +90,10 @@ type config struct {
 	readQueue         int
 	eventBuffer       int
 	logger            *slog.Logger
+	identifyLimiter   Limiter
+	writeLimiter      Limiter
+	resume            bool   // WithResume: the first attempt resumes
+	resumeURL         string // where resume-mode attempts dial; "" is New's URL
 }
 
 func defaultConfig() config {
@@ -286,3 +293,64 @@ func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false 
 func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
 func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
 func (d discardHandler) WithGroup(string) slog.Handler           { return d }
+
+// WithIdentifyLimiter paces identifies: l is waited on before dialing
+// every attempt whose handshake will run in ModeIdentify, never before a
+// resume. Share one Limiter between the clients (shards) that share an
+// identify budget, for example NewLimiter(1, 5*time.Second) for a gateway
+// that allows one identify per 5 s. The wait is not part of the connect
+// timeout; Close and Reconnect cut it. An IdentifyPaced event tells how
+// long each attempt waited; a Limiter that fails (other than by the
+// client's stopping) is a disconnect with no socket, retried by default.
+func WithIdentifyLimiter(l Limiter) Option {
+	return optionFunc(func(c *config) error {
+		if err := checkLimiter("WithIdentifyLimiter", l); err != nil {
+			return err
+		}
+		c.identifyLimiter = l
+		return nil
+	})
+}
+
+// WithWriteLimiter paces Write: every Write waits on l first, bounded by
+// its ctx and cut by Close, so that a burst never trips a gateway's send
+// limit (for example NewLimiter(110, time.Minute) under a limit of 120 per
+// minute, keeping room for heartbeats). The client's own frames (pings,
+// pongs, close) and the beats of Session.Heartbeat do not wait.
+func WithWriteLimiter(l Limiter) Option {
+	return optionFunc(func(c *config) error {
+		if err := checkLimiter("WithWriteLimiter", l); err != nil {
+			return err
+		}
+		c.writeLimiter = l
+		return nil
+	})
+}
+
+func checkLimiter(option string, l Limiter) error {
+	if l == nil {
+		return fmt.Errorf("%s: limiter is nil", option)
+	}
+	if err := limiterError(l); err != nil {
+		return fmt.Errorf("%s: %w", option, err)
+	}
+	return nil
+}
+
+// WithResume starts the client with a session an earlier process kept:
+// its first attempt runs in ModeResume and dials resumeURL ("" dials New's
+// URL), as later resume attempts do until the session ends (see
+// SetResumeURL). If the resume fails with a re-identify, the next attempt
+// identifies at New's URL. resumeURL is validated like New's and never
+// printed unredacted.
+func WithResume(resumeURL string) Option {
+	return optionFunc(func(c *config) error {
+		if resumeURL != "" {
+			if _, err := parseURL(resumeURL); err != nil {
+				return fmt.Errorf("WithResume: %w", err)
+			}
+		}
+		c.resume, c.resumeURL = true, resumeURL
+		return nil
+	})
+}

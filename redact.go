@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 )
 
 const redacted = "REDACTED"
@@ -73,65 +74,99 @@ func redactHeader(h http.Header) http.Header {
 	return h
 }
 
-// redactor removes one client's secrets from text: the URL's credential
-// query values and password, and the Authorization and Cookie headers it
-// sends, in raw and escaped forms.
+// redactor removes one client's secrets from text: the credential query
+// values and passwords of its URLs (New's, and every resume URL it was
+// given), and the Authorization and Cookie headers it sends, in raw and
+// escaped forms. It is safe for concurrent use; a resume URL set while the
+// client runs adds its secrets.
 type redactor struct {
-	r *strings.Replacer // nil when there is nothing to hide
+	mu      sync.RWMutex
+	secrets map[string]bool
+	r       *strings.Replacer // nil when there is nothing to hide
 }
 
-func newRedactor(u *url.URL, h http.Header) redactor {
-	var secrets []string
-	add := func(s string) {
-		if len(s) < 3 { // too short to hide without mangling everything else
-			return
+func newRedactor(u *url.URL, h http.Header) *redactor {
+	r := &redactor{secrets: map[string]bool{}}
+	for _, name := range credentialHeaders {
+		for _, v := range h.Values(name) {
+			r.add(v)
+			// "Bearer abc": hide the credential on its own too.
+			if _, cred, ok := strings.Cut(v, " "); ok {
+				r.add(strings.TrimSpace(cred))
+			}
 		}
-		secrets = append(secrets, s, url.QueryEscape(s), url.PathEscape(s))
 	}
+	r.addURL(u)
+	return r
+}
+
+// addURL hides the password and credential query values of u from now on.
+func (r *redactor) addURL(u *url.URL) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if pw, ok := u.User.Password(); ok {
-		add(pw)
+		r.add(pw)
 	}
 	for name, vals := range u.Query() {
 		if isCredentialParam(name) {
 			for _, v := range vals {
-				add(v)
+				r.add(v)
 			}
 		}
 	}
-	for _, name := range credentialHeaders {
-		for _, v := range h.Values(name) {
-			add(v)
-			// "Bearer abc": hide the credential on its own too.
-			if _, cred, ok := strings.Cut(v, " "); ok {
-				add(strings.TrimSpace(cred))
-			}
-		}
+	r.build()
+}
+
+// add records a secret in raw and escaped forms; build makes it effective.
+func (r *redactor) add(s string) {
+	if len(s) < 3 { // too short to hide without mangling everything else
+		return
 	}
-	if len(secrets) == 0 {
-		return redactor{}
+	r.secrets[s], r.secrets[url.QueryEscape(s)], r.secrets[url.PathEscape(s)] = true, true, true
+}
+
+func (r *redactor) build() {
+	if len(r.secrets) == 0 {
+		return
+	}
+	secrets := make([]string, 0, len(r.secrets))
+	for s := range r.secrets {
+		secrets = append(secrets, s)
 	}
 	// Longest first, so that a secret containing another is hidden whole.
-	sort.Slice(secrets, func(i, j int) bool { return len(secrets[i]) > len(secrets[j]) })
+	sort.Slice(secrets, func(i, j int) bool {
+		if len(secrets[i]) != len(secrets[j]) {
+			return len(secrets[i]) > len(secrets[j])
+		}
+		return secrets[i] < secrets[j]
+	})
 	pairs := make([]string, 0, 2*len(secrets))
 	for _, s := range secrets {
 		pairs = append(pairs, s, redacted)
 	}
-	return redactor{r: strings.NewReplacer(pairs...)}
+	r.r = strings.NewReplacer(pairs...)
 }
 
-func (r redactor) string(s string) string {
-	if r.r == nil {
-		return s
+func (r *redactor) replacer() *strings.Replacer {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.r
+}
+
+func (r *redactor) string(s string) string {
+	if rr := r.replacer(); rr != nil {
+		return rr.Replace(s)
 	}
-	return r.r.Replace(s)
+	return s
 }
 
 // err returns err unchanged when its text holds no secret, else an error
 // with the redacted text that still unwraps to err, so errors.Is and
 // errors.As see the same chain. A *url.Error in the chain has its URL
 // redacted in place as well.
-func (r redactor) err(err error) error {
-	if err == nil || r.r == nil {
+func (r *redactor) err(err error) error {
+	rr := r.replacer()
+	if err == nil || rr == nil {
 		return err
 	}
 	var ue *url.Error
@@ -139,7 +174,7 @@ func (r redactor) err(err error) error {
 		ue.URL = RedactURL(ue.URL)
 	}
 	msg := err.Error()
-	clean := r.r.Replace(msg)
+	clean := rr.Replace(msg)
 	if clean == msg {
 		return err
 	}
@@ -155,7 +190,7 @@ func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
 
 // disconnect redacts the text a Disconnect carries.
-func (r redactor) disconnect(d Disconnect) Disconnect {
+func (r *redactor) disconnect(d Disconnect) Disconnect {
 	d.Reason = r.string(d.Reason)
 	d.Err = r.err(d.Err)
 	return d

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -12,20 +13,34 @@ import (
 	"github.com/coder/websocket"
 )
 
-// socket is one upgraded WebSocket, the TCP connection under it, and the
-// read pump that drains it while it is open.
+// socket is one upgraded WebSocket, the TCP connection under it, and what
+// runs beside it: the read pump while it is open, and the application
+// heartbeat from the handshake on.
 type socket struct {
-	conn *websocket.Conn
-	tcp  *tcpSlot
+	conn    *websocket.Conn
+	tcp     *tcpSlot
+	attempt int
+	// ctx ends when the loop lets go of the socket; it bounds the
+	// application heartbeat.
+	ctx    context.Context
+	cancel context.CancelFunc
+	beats  sync.WaitGroup // the application heartbeat, if started
+
 	// retired is set when the socket is known to be finished (a failed
 	// write, a heartbeat timeout, a Reconnect): Write then waits for the
 	// next socket instead of failing on this one.
 	retired atomic.Bool
+	// failure is how the client itself ended the socket (a heartbeat
+	// timeout, a zombie, a beat that failed); the first one wins, and the
+	// read error the cut causes is then not what is reported.
+	failure atomic.Pointer[outcome]
 	// stalled is set while the pump waits for the consumer; stalls counts
-	// those waits. Pongs cannot be read meanwhile, so a late pong is not
-	// a dead peer.
+	// those waits. Pongs and ACKs cannot be read meanwhile, so a late one
+	// is not a dead peer.
 	stalled atomic.Bool
 	stalls  atomic.Int64
+
+	app appHeartbeat
 
 	readErr  chan error    // the pump's last error
 	pumpDone chan struct{} // closed when the pump returns; nil before it starts
@@ -37,6 +52,22 @@ func (s *socket) retire() {
 	s.conn.CloseNow()
 }
 
+// fail ends the socket with the client's own verdict material, unless it
+// already failed.
+func (s *socket) fail(o outcome) {
+	if s.failure.CompareAndSwap(nil, &o) {
+		s.retire()
+	}
+}
+
+// release is the loop letting go of the socket: the application heartbeat
+// stops, and the socket is no longer AckHeartbeat's target.
+func (c *Client) release(s *socket) {
+	s.cancel()
+	s.beats.Wait()
+	c.current.CompareAndSwap(s, nil)
+}
+
 // waitPump waits for the read pump, if it was started, to return.
 func (s *socket) waitPump() {
 	if s.pumpDone != nil {
@@ -44,11 +75,10 @@ func (s *socket) waitPump() {
 	}
 }
 
-// connect dials and runs the handshake, bounded together by the connect
-// timeout; Reconnect cuts both. It returns the open socket, or how the
-// attempt ended. When the client is stopping or Reconnect cut the
-// handshake, the socket it made (if any) is returned unclosed for the
-// caller to close.
+// connect paces an identify, then dials and runs the handshake, bounded
+// together by the connect timeout; Reconnect cuts all three. It returns
+// the open socket, or how the attempt ended. When the client is stopping,
+// the socket it made (if any) is returned unclosed, for finish to close.
 func (l *loop) connect() (*socket, *outcome) {
 	c := l.c
 	actx, cut := context.WithCancelCause(c.life)
@@ -61,9 +91,11 @@ func (l *loop) connect() (*socket, *outcome) {
 		c.cut = nil
 		c.mu.Unlock()
 	}()
+	if o := l.paceIdentify(actx); o != nil || actx.Err() != nil {
+		return nil, l.cutBy(actx, nil, o)
+	}
 	ctx, cancel := context.WithTimeout(actx, c.cfg.connectTimeout)
 	defer cancel()
-
 	s, resp, o := l.dial(ctx)
 	if s == nil {
 		return nil, l.cutBy(actx, nil, o)
@@ -71,17 +103,58 @@ func (l *loop) connect() (*socket, *outcome) {
 	if c.cfg.handshake == nil {
 		return s, nil
 	}
-	err := c.handshake(ctx, &Session{Mode: l.mode, Attempt: l.attempt, Conn: s.conn, Response: resp})
+	err := c.handshake(ctx, &Session{Mode: l.mode, Attempt: l.attempt, Conn: s.conn, Response: resp, c: c, sock: s})
 	if err == nil {
+		if f := s.failure.Load(); f != nil { // the heartbeat cut it as the handshake returned
+			c.release(s)
+			return nil, f
+		}
 		return s, nil
 	}
-	if c.life.Err() != nil || context.Cause(actx) == errCut {
-		return s, l.cutBy(actx, s, o)
+	if c.life.Err() != nil {
+		return s, nil
+	}
+	if context.Cause(actx) == errCut {
+		return nil, l.cutBy(actx, s, nil)
+	}
+	return nil, l.handshakeFailed(ctx, s, err)
+}
+
+// paceIdentify waits on the identify limiter before an identify. It
+// returns how the attempt ended when the limiter failed.
+func (l *loop) paceIdentify(ctx context.Context) *outcome {
+	c := l.c
+	lim := c.cfg.identifyLimiter
+	if lim == nil || l.mode != ModeIdentify {
+		return nil
+	}
+	c.log.Debug("resocket: waiting for the identify limiter", "attempt", l.attempt)
+	start := time.Now()
+	err := lim.Wait(ctx)
+	waited := time.Since(start)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // Close or Reconnect; the caller tells which
+		}
+		return &outcome{d: Disconnect{Err: fmt.Errorf("identify limiter: %w", c.redact.err(err))}}
+	}
+	c.log.Debug("resocket: identify paced", "attempt", l.attempt, "waited", waited)
+	publish(&c.events, IdentifyPaced{Attempt: l.attempt, Waited: waited})
+	return nil
+}
+
+// handshakeFailed closes a socket whose handshake returned err, and
+// describes how it ended.
+func (l *loop) handshakeFailed(ctx context.Context, s *socket, err error) *outcome {
+	c := l.c
+	if f := s.failure.Load(); f != nil { // cut by the heartbeat
+		c.closeSocket(s, websocket.StatusNormalClosure, "")
+		return f
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		err = fmt.Errorf("handshake did not finish within the connect timeout of %v: %w", c.cfg.connectTimeout, err)
 	}
-	o = &outcome{d: c.redact.disconnect(handshakeDisconnect(l.mode, c.redact.err(err), c.cfg.readLimit))}
+	o := &outcome{d: c.redact.disconnect(handshakeDisconnect(l.mode, c.redact.err(err), c.cfg.readLimit))}
 	if a, ok := forcedAction(err); ok {
 		o.forced = &a
 	}
@@ -90,7 +163,7 @@ func (l *loop) connect() (*socket, *outcome) {
 		code = websocket.StatusNormalClosure // the session is over anyway
 	}
 	c.closeSocket(s, code, "handshake failed")
-	return nil, o
+	return o
 }
 
 // cutBy returns the Reconnect's outcome when one cut the attempt, closing
@@ -106,19 +179,31 @@ func (l *loop) cutBy(actx context.Context, s *socket, o *outcome) *outcome {
 		}
 		ro := r.outcome()
 		return &ro
-	default: // taken already; cannot happen, as only the loop receives
+	default: // cannot happen: only the loop receives, and Reconnect sent before it cut
+		if s != nil {
+			l.c.closeSocket(s, websocket.StatusNormalClosure, "")
+		}
 		return o
 	}
 }
 
-// dial makes the WebSocket. On failure it returns how the attempt ended.
-// The upgrade response is returned for the handshake, not kept: an idle
-// socket should not hold it.
+// dial makes the WebSocket, at the resume URL for a resume when one is
+// set. On failure it returns how the attempt ended. The upgrade response
+// is returned for the handshake, not kept: an idle socket should not hold
+// it.
 func (l *loop) dial(ctx context.Context) (*socket, *http.Response, *outcome) {
 	c := l.c
 	slot := &tcpSlot{}
-	c.log.Debug("resocket: dialing", "attempt", l.attempt, "mode", l.mode)
-	conn, resp, err := websocket.Dial(context.WithValue(ctx, tcpSlotKey{}, slot), c.url, &c.dialOpt)
+	target := c.url
+	if l.mode == ModeResume {
+		c.mu.Lock()
+		if c.resumeURL != "" {
+			target = c.resumeURL
+		}
+		c.mu.Unlock()
+	}
+	c.log.Debug("resocket: dialing", "attempt", l.attempt, "mode", l.mode, "to", RedactURL(target))
+	conn, resp, err := websocket.Dial(context.WithValue(ctx, tcpSlotKey{}, slot), target, &c.dialOpt)
 	if err != nil {
 		slot.close()
 		d := dialDisconnect(resp, c.redact.err(err))
@@ -128,7 +213,10 @@ func (l *loop) dial(ctx context.Context) (*socket, *http.Response, *outcome) {
 		return nil, nil, &outcome{d: c.redact.disconnect(d)}
 	}
 	conn.SetReadLimit(c.cfg.readLimit)
-	return &socket{conn: conn, tcp: slot}, resp, nil
+	s := &socket{conn: conn, tcp: slot, attempt: l.attempt}
+	s.ctx, s.cancel = context.WithCancel(c.life)
+	c.current.Store(s)
+	return s, resp, nil
 }
 
 // handshake runs the caller's handshake on its own goroutine, so that a
@@ -153,23 +241,16 @@ func (c *Client) handshake(ctx context.Context, s *Session) error {
 }
 
 // serve runs an OPEN socket until it ends: the pump fills the read queue,
-// the heartbeat watches for a silent peer, and Reconnect or a stop request
-// may end it. It returns how the socket ended, or false when the client
-// is stopping (the socket is then left for finish to close).
+// the heartbeats watch for a dead or zombie peer, and Reconnect or a stop
+// request may end it. It returns how the socket ended, or false when the
+// client is stopping (the socket is then left for finish to close).
 func (l *loop) serve(s *socket) (*outcome, bool) {
 	c := l.c
 	openedAt := time.Now()
 	s.readErr, s.pumpDone = make(chan error, 1), make(chan struct{})
 	go c.pump(s)
-	hctx, stopHeartbeat := context.WithCancel(c.life)
-	dead := make(chan struct{}, 1)
-	hbDone := make(chan struct{})
-	if c.cfg.heartbeatInterval > 0 {
-		go c.heartbeat(hctx, s, dead, hbDone)
-	} else {
-		close(hbDone)
-	}
-	defer func() { stopHeartbeat(); <-hbDone }()
+	stopPing := c.startPing(s)
+	defer stopPing()
 
 	var o outcome
 	select {
@@ -178,16 +259,7 @@ func (l *loop) serve(s *socket) (*outcome, bool) {
 			l.sock = s
 			return nil, false
 		}
-		if errors.Is(err, ErrInvalidUTF8) {
-			c.closeSocket(s, websocket.StatusInvalidFramePayloadData, "invalid UTF-8 in a text message")
-		}
-		s.retire()
-		o.d = c.redact.disconnect(socketDisconnect(err, c.cfg.readLimit))
-	case <-dead:
-		c.stats.heartbeatTimeouts.Add(1)
-		s.retire()
-		o.d = Disconnect{Code: websocket.StatusAbnormalClosure,
-			Err: fmt.Errorf("%w within %v", ErrHeartbeatTimeout, c.cfg.heartbeatTimeout)}
+		o = c.readFailed(s, err)
 	case r := <-c.reconnects:
 		s.retired.Store(true) // writes wait for the next socket
 		c.closeSocket(s, r.code, r.reason)
@@ -197,12 +269,27 @@ func (l *loop) serve(s *socket) (*outcome, bool) {
 		return nil, false
 	}
 	s.waitPump()
+	c.release(s)
 	o.stable = time.Since(openedAt) >= c.cfg.stableAfter
 	return &o, true
 }
 
+// readFailed describes an open socket whose read pump stopped with err:
+// the client's own cut when it made one, else what err says.
+func (c *Client) readFailed(s *socket, err error) outcome {
+	if f := s.failure.Load(); f != nil {
+		return *f
+	}
+	if errors.Is(err, ErrInvalidUTF8) {
+		c.closeSocket(s, websocket.StatusInvalidFramePayloadData, "invalid UTF-8 in a text message")
+	}
+	s.retire()
+	return outcome{d: c.redact.disconnect(socketDisconnect(err, c.cfg.readLimit))}
+}
+
 // closeSocket sends a close frame and waits up to the close timeout for
-// the peer's answer, then cuts the TCP connection.
+// the peer's answer, then cuts the TCP connection; the loop lets go of
+// the socket.
 func (c *Client) closeSocket(s *socket, code websocket.StatusCode, reason string) {
 	done := make(chan struct{})
 	go func() {
@@ -217,6 +304,7 @@ func (c *Client) closeSocket(s *socket, code websocket.StatusCode, reason string
 		s.tcp.close()
 		<-done
 	}
+	c.release(s)
 }
 
 // pump reads the socket continuously into the queue, so that pongs and
@@ -235,7 +323,7 @@ func (c *Client) pump(s *socket) {
 			s.readErr <- err
 			return
 		}
-		m := message{typ: typ, data: data}
+		m := Message{Type: typ, Data: data, Attempt: s.attempt}
 		select {
 		case c.queue <- m:
 			continue
@@ -248,38 +336,6 @@ func (c *Client) pump(s *socket) {
 			s.stalled.Store(false)
 		case <-c.life.Done():
 			s.readErr <- c.life.Err()
-			return
-		}
-	}
-}
-
-// heartbeat pings every interval and reports the socket dead when a pong
-// does not come within the timeout, unless the pump was waiting for the
-// consumer meanwhile.
-func (c *Client) heartbeat(ctx context.Context, s *socket, dead chan<- struct{}, done chan<- struct{}) {
-	defer close(done)
-	t := time.NewTicker(c.cfg.heartbeatInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if s.stalled.Load() {
-			continue
-		}
-		stalls := s.stalls.Load()
-		pctx, cancel := context.WithTimeout(ctx, c.cfg.heartbeatTimeout)
-		err := s.conn.Ping(pctx)
-		cancel()
-		switch {
-		case err == nil, ctx.Err() != nil:
-		case s.stalled.Load() || s.stalls.Load() != stalls:
-			// The pong may be queued behind a message the consumer has not
-			// taken yet: a slow consumer is not a dead peer.
-		default:
-			dead <- struct{}{}
 			return
 		}
 	}

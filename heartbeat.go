@@ -1,0 +1,192 @@
+package resocket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Two heartbeats watch a socket. The WebSocket one (WithHeartbeat) pings
+// and waits for the pong; the application one (Session.Heartbeat) sends
+// the protocol's own beat and waits for AckHeartbeat. Either cuts a socket
+// whose peer stopped answering, as a 1006 that resumes, except while the
+// consumer is stalled: the answer may be queued behind unread messages.
+
+// ErrZombie is the Err of a 1006 disconnect found by Session.Heartbeat: a
+// beat came due while the previous one was still unacknowledged.
+var ErrZombie = errors.New("zombie connection: heartbeat not acknowledged")
+
+// startPing starts the WebSocket heartbeat for an open socket, when it is
+// on, and returns the function that stops it.
+func (c *Client) startPing(s *socket) (stop func()) {
+	if c.cfg.heartbeatInterval <= 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	done := make(chan struct{})
+	go c.ping(ctx, s, done)
+	return func() { cancel(); <-done }
+}
+
+// ping pings every interval and cuts the socket when a pong does not come
+// within the timeout, unless the pump was waiting for the consumer
+// meanwhile.
+func (c *Client) ping(ctx context.Context, s *socket, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(c.cfg.heartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if s.stalled.Load() {
+			continue
+		}
+		stalls := s.stalls.Load()
+		pctx, cancel := context.WithTimeout(ctx, c.cfg.heartbeatTimeout)
+		start := time.Now()
+		err := s.conn.Ping(pctx)
+		cancel()
+		switch {
+		case err == nil:
+			c.stats.rtt.Store(int64(time.Since(start)))
+		case ctx.Err() != nil:
+		case s.stalled.Load() || s.stalls.Load() != stalls:
+			// The pong may be queued behind a message the consumer has not
+			// taken yet: a slow consumer is not a dead peer.
+		default:
+			c.stats.heartbeatTimeouts.Add(1)
+			s.fail(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
+				Err: fmt.Errorf("%w within %v", ErrHeartbeatTimeout, c.cfg.heartbeatTimeout)}})
+			return
+		}
+	}
+}
+
+// appHeartbeat is the state of one socket's Session.Heartbeat.
+type appHeartbeat struct {
+	mu          sync.Mutex
+	started     bool
+	outstanding bool      // a beat was sent and not acknowledged
+	sentAt      time.Time // when it was sent
+}
+
+// Heartbeat runs the protocol's own heartbeat on this socket (Discord's op
+// 1, a trading feed's ping message): it starts at once, sends the first
+// beat after interval × a random fraction in [0, 1) (so that many clients
+// do not beat together), then one every interval. beat sends one; its ctx
+// ends with the socket. Call AckHeartbeat when the protocol acknowledges
+// one (Discord's op 11).
+//
+// A beat that comes due while the previous one is unacknowledged marks the
+// socket a zombie: it is cut and reported as a 1006 with ErrZombie, and
+// the session resumes; it counts in Stats().HeartbeatTimeouts. While the
+// consumer is stalled the ACK may be queued behind unread messages, so
+// the socket is not a zombie then. Stats().RTT is the last beat-to-ACK
+// time.
+//
+// Call it from the handshake, once per socket; it stops when the socket
+// ends. A beat that returns an error or panics cuts the socket as a drop
+// (1006). An interval that is not positive, or a nil beat, is a bug in the
+// caller: the socket is cut and the client stops with an error that says
+// so. A second call on the same socket is ignored.
+func (s *Session) Heartbeat(interval time.Duration, beat func(ctx context.Context) error) {
+	if s.sock == nil || s.c == nil {
+		return // a Session the client did not make
+	}
+	sock, c := s.sock, s.c
+	if err := checkHeartbeat(interval, beat); err != nil {
+		fatal := ActionFatal
+		sock.fail(outcome{d: Disconnect{Err: err}, forced: &fatal})
+		return
+	}
+	sock.app.mu.Lock()
+	defer sock.app.mu.Unlock()
+	if sock.app.started || sock.ctx.Err() != nil {
+		return
+	}
+	sock.app.started = true
+	sock.beats.Add(1)
+	go c.beatLoop(sock, interval, beat)
+}
+
+func checkHeartbeat(interval time.Duration, beat func(context.Context) error) error {
+	switch {
+	case interval <= 0:
+		return fmt.Errorf("Session.Heartbeat: interval must be positive, got %v", interval)
+	case beat == nil:
+		return errors.New("Session.Heartbeat: beat is nil")
+	}
+	return nil
+}
+
+// beatLoop sends the beats and cuts a zombie.
+func (c *Client) beatLoop(s *socket, interval time.Duration, beat func(context.Context) error) {
+	defer s.beats.Done()
+	t := time.NewTimer(time.Duration(rand.Int64N(int64(interval))))
+	defer t.Stop()
+	var stalls int64
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		t.Reset(interval)
+		if c.zombie(s, &stalls) {
+			c.stats.heartbeatTimeouts.Add(1)
+			s.fail(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
+				Err: fmt.Errorf("%w within %v", ErrZombie, interval)}})
+			return
+		}
+		if err := sendBeat(s, interval, beat); err != nil {
+			s.fail(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
+				Err: fmt.Errorf("heartbeat beat failed: %w", c.redact.err(err))}})
+			return
+		}
+	}
+}
+
+// zombie reports whether the previous beat is still unacknowledged with
+// no stall of the consumer since it was sent.
+func (c *Client) zombie(s *socket, stalls *int64) bool {
+	s.app.mu.Lock()
+	defer s.app.mu.Unlock()
+	now := s.stalls.Load()
+	stalled := s.stalled.Load() || now != *stalls
+	*stalls = now
+	return s.app.outstanding && !stalled
+}
+
+// sendBeat sends one beat, turning a panic into an error.
+func sendBeat(s *socket, interval time.Duration, beat func(context.Context) error) (err error) {
+	s.app.mu.Lock()
+	s.app.outstanding, s.app.sentAt = true, time.Now()
+	s.app.mu.Unlock()
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("beat panicked: %v", p)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(s.ctx, interval)
+	defer cancel()
+	return beat(ctx)
+}
+
+// ack records an acknowledged beat and its round trip.
+func (s *socket) ack(c *Client) {
+	s.app.mu.Lock()
+	defer s.app.mu.Unlock()
+	if !s.app.outstanding {
+		return
+	}
+	s.app.outstanding = false
+	c.stats.rtt.Store(int64(time.Since(s.app.sentAt)))
+}
