@@ -99,6 +99,19 @@ func (e *closeFrameError) Error() string {
 
 func (e *closeFrameError) Unwrap() error { return e.err }
 
+// requestedError is the cause of a socket Reconnect closed: errors.Is
+// finds ErrReconnectRequested, errors.As the CloseError it sent.
+type requestedError struct{ ce websocket.CloseError }
+
+func (e *requestedError) Error() string {
+	if e.ce.Reason == "" {
+		return fmt.Sprintf("%v: closed with %d", ErrReconnectRequested, int(e.ce.Code))
+	}
+	return fmt.Sprintf("%v: closed with %d %q", ErrReconnectRequested, int(e.ce.Code), e.ce.Reason)
+}
+
+func (e *requestedError) Unwrap() []error { return []error{ErrReconnectRequested, e.ce} }
+
 // forcedError carries an action chosen by the handshake; the policy is
 // skipped for it.
 type forcedError struct {

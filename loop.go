@@ -308,7 +308,7 @@ func (r reconnectRequest) outcome() outcome {
 	action := r.action
 	return outcome{
 		d: Disconnect{Code: r.code, Reason: r.reason,
-			Err: fmt.Errorf("%w: %w", ErrReconnectRequested, websocket.CloseError{Code: r.code, Reason: r.reason})},
+			Err: &requestedError{ce: websocket.CloseError{Code: r.code, Reason: r.reason}}},
 		forced:    &action,
 		byRequest: true,
 	}

@@ -1,21 +1,28 @@
-// Gateway runs a Discord-style gateway session: hello, identify or resume,
-// heartbeats, dispatches with sequence numbers. With no flags it starts a
-// fake gateway that drops the socket (1006: the client resumes), then
-// invalidates the session (4003: it identifies again), then refuses the
-// intents (4014: it stops for good), and prints the timeline.
+// Gateway runs three shards of a Discord-style gateway SDK built on
+// resocket's embedding kit, against a local fake gateway that follows the
+// real rules, and prints a timeline:
+//
+//   - the shards identify one at a time, paced by a Limiter per
+//     max_concurrency bucket (the gateway refuses an identify that comes
+//     too soon), while a resume never waits;
+//   - a dropped socket resumes at the session's resume_gateway_url (the
+//     only place the gateway accepts op 6);
+//   - op 7 resumes, op 9 with d=false identifies again;
+//   - a shard whose heartbeats stop being acknowledged is cut as a zombie
+//     and resumes;
+//   - a burst of sends is paced under the gateway's send limit (4008);
+//   - a deploy: a shard closes with 4000 and a new process resumes its
+//     session from what it kept;
+//   - finally the gateway refuses the intents (4014): that shard stops.
 //
 //	go run ./examples/gateway
-//	go run ./examples/gateway -url 'wss://gateway.example/?v=10&encoding=json' -token "$TOKEN"
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"sync"
 	"time"
 
@@ -23,6 +30,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/resocket/resocket"
+	"github.com/resocket/resocket/internal/gateway"
 )
 
 func main() {
@@ -32,184 +40,227 @@ func main() {
 	}
 }
 
-// session is what a resume needs, kept across sockets.
-type session struct {
-	mu        sync.Mutex
-	id        string
-	seq       int64
-	heartbeat time.Duration
+// The demo's rules, scaled down from Discord's (41.25 s heartbeats, one
+// identify per 5 s per bucket, 120 sends per 60 s) so that it runs in a
+// few seconds.
+var rules = gateway.Config{
+	Token:             "demo-token",
+	HeartbeatInterval: 250 * time.Millisecond,
+	MaxConcurrency:    1,
+	IdentifyEvery:     250 * time.Millisecond,
+	SendLimit:         20,
+	SendWindow:        time.Second,
 }
 
-func (s *session) get() (string, int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.id, s.seq
-}
-
-func (s *session) update(p payload) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if p.T == "READY" { // a new session: its own sequence
-		var r ready
-		json.Unmarshal(p.D, &r)
-		s.id, s.seq = r.SessionID, p.S
-		return
-	}
-	s.seq = max(s.seq, p.S)
-}
+const shards = 3
 
 func run() error {
-	url := flag.String("url", "", "gateway URL; empty starts a local fake gateway")
-	token := flag.String("token", "demo-token", "bot token (never printed)")
-	intents := flag.Int("intents", 513, "gateway intents")
-	flag.Parse()
-
-	local := *url == ""
-	if local {
-		g, err := startFakeGateway()
-		if err != nil {
-			return err
-		}
-		defer g.Close()
-		*url = g.URL
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	start := time.Now()
-	logf := func(format string, args ...any) {
-		fmt.Printf("%6dms  %s\n", time.Since(start).Milliseconds(), fmt.Sprintf(format, args...))
-	}
-
-	sess := &session{}
-	handshake := func(ctx context.Context, s *resocket.Session) error {
-		_, b, err := s.Conn.Read(ctx)
-		if err != nil {
-			return err
-		}
-		var p payload
-		if err := json.Unmarshal(b, &p); err != nil || p.Op != opHello {
-			return resocket.Fatal(fmt.Errorf("expected hello, got %.60s", b))
-		}
-		var h hello
-		json.Unmarshal(p.D, &h)
-		sess.mu.Lock()
-		sess.heartbeat = time.Duration(h.HeartbeatInterval) * time.Millisecond
-		sess.mu.Unlock()
-
-		id, seq := sess.get()
-		var msg []byte
-		if s.Mode == resocket.ModeResume && id != "" {
-			logf("handshake #%d: resume %s from seq %d", s.Attempt, id, seq)
-			msg = encode(opResume, resume{Token: *token, SessionID: id, Seq: seq}, 0, "")
-		} else {
-			logf("handshake #%d: identify", s.Attempt)
-			msg = encode(opIdentify, identify{Token: *token, Intents: *intents,
-				Properties: map[string]string{"os": "linux", "browser": "resocket", "device": "resocket"}}, 0, "")
-		}
-		if err := s.Conn.Write(ctx, websocket.MessageText, msg); err != nil {
-			return err
-		}
-		for { // until READY or RESUMED
-			_, b, err := s.Conn.Read(ctx)
-			if err != nil {
-				return err
-			}
-			var p payload
-			if err := json.Unmarshal(b, &p); err != nil {
-				return fmt.Errorf("decoding %.60s: %w", b, err)
-			}
-			switch {
-			case p.Op == opInvalidSession:
-				return resocket.Reidentify(errors.New("invalid session"))
-			case p.Op == opDispatch:
-				sess.update(p)
-				logf("  dispatch %s (seq %d)", p.T, p.S)
-				if p.T == "READY" || p.T == "RESUMED" {
-					return nil
-				}
-			}
-		}
-	}
-
-	c, err := resocket.New(*url,
-		resocket.WithHandshake(handshake),
-		resocket.WithHeartbeat(5*time.Second, 5*time.Second),
-		resocket.WithStableAfter(5*time.Second),
-		resocket.WithBackoff(func() backoff.BackOff {
-			if local { // quick retries for the demo; keep the default against a real gateway
-				return backoff.NewConstantBackOff(100 * time.Millisecond)
-			}
-			return resocket.DefaultBackoff()
-		}),
-	)
+	g, err := gateway.Start(rules)
 	if err != nil {
 		return err
 	}
-	events := c.Events()
+	defer g.Close()
+	t := newTimeline()
+
+	// One identify limiter per max_concurrency bucket, shared by the
+	// shards in it; a little slower than the gateway's rule, since the
+	// gateway measures arrival, not departure.
+	buckets := make([]resocket.Limiter, rules.MaxConcurrency)
+	for i := range buckets {
+		buckets[i] = resocket.NewLimiter(1, rules.IdentifyEvery+50*time.Millisecond)
+	}
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { // the timeline
+	defer wg.Wait()
+	start := func(id int, resume *gateway.Resumable) (*gateway.Shard, error) {
+		s, err := gateway.NewShard(gateway.ShardConfig{
+			URL: g.URL, Token: rules.Token, ID: id, Count: shards, Intents: 513,
+			IdentifyLimiter: buckets[id%rules.MaxConcurrency],
+			// Keep room under the send limit for the heartbeats (4 a
+			// second here, as a beat may come early) and for the skew
+			// between sending and arrival.
+			WriteLimiter: resocket.NewLimiter(rules.SendLimit-8, rules.SendWindow),
+			Resume:       resume,
+			OnDispatch:   func(p gateway.Payload) { t.logf(id, "dispatch %s (seq %d)", p.T, p.S) },
+			Options: []resocket.Option{
+				resocket.WithHeartbeat(0, 0), // the gateway's own heartbeat watches the socket
+				resocket.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(50 * time.Millisecond) }),
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		t.follow(id, s.Client(), &wg)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Run(context.Background()); err != nil {
+				t.logf(id, "stopped for good: %v", err)
+			}
+		}()
+		return s, nil
+	}
+	return scenario(g, t, start)
+}
+
+// scenario plays the gateway's faults against the shards, one at a time.
+func scenario(g *gateway.Server, t *timeline, start func(int, *gateway.Resumable) (*gateway.Shard, error)) error {
+	var s [shards]*gateway.Shard
+	for id := range s {
+		var err error
+		if s[id], err = start(id, nil); err != nil {
+			return err
+		}
+	}
+	steps := []struct {
+		say string
+		do  func() error
+	}{
+		{"all shards ready", func() error { return t.wait(3, "identify", 0) }},
+		{"gateway drops shard 0 without a close frame", func() error { g.Drop(0); return t.wait(1, "resume", 0) }},
+		{"gateway sends op 7 to shard 1", func() error { g.RequestReconnect(1); return t.wait(1, "resume", 1) }},
+		{"gateway sends op 9 (not resumable) to shard 2", func() error { g.InvalidateSession(2, false); return t.wait(2, "identify", 2) }},
+		{"gateway stops acknowledging shard 0's heartbeats", func() error {
+			g.SetAck(0, false)
+			err := t.wait(1, "zombie", 0)
+			g.SetAck(0, true)
+			if err == nil {
+				err = t.wait(2, "resume", 0)
+			}
+			return err
+		}},
+		{"shard 1 sends 40 messages at once", func() error { return burst(s[1], 40) }},
+		{"deploy: shard 2 closes with 4000, a new process resumes it", func() error {
+			kept := s[2].Suspend()
+			g.Dispatch(-1, "MESSAGE_CREATE", map[string]string{"content": "sent during the deploy"})
+			var err error
+			if s[2], err = start(2, &kept); err != nil {
+				return err
+			}
+			return t.wait(1, "resume", 2)
+		}},
+		{"gateway refuses shard 1's intents with 4014", func() error {
+			g.CloseShard(1, gateway.CloseDisallowedIntents, "disallowed intents")
+			return t.wait(1, "closed", 1)
+		}},
+	}
+	for _, step := range steps {
+		t.logf(-1, "── %s", step.say)
+		if err := step.do(); err != nil {
+			return fmt.Errorf("%s: %w", step.say, err)
+		}
+	}
+	for _, sh := range s {
+		sh.Close()
+	}
+	return t.summary(g)
+}
+
+// burst sends n messages as fast as Send allows.
+func burst(s *gateway.Shard, n int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; i < n; i++ {
+		if err := s.Send(ctx, 3, map[string]int{"i": i}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// timeline prints what happens, and lets the scenario wait for it.
+type timeline struct {
+	start time.Time
+	mu    sync.Mutex
+	seen  map[string]int // "kind/shard" → count
+	cond  *sync.Cond
+}
+
+func newTimeline() *timeline {
+	t := &timeline{start: time.Now(), seen: map[string]int{}}
+	t.cond = sync.NewCond(&t.mu)
+	return t
+}
+
+func (t *timeline) logf(shard int, format string, args ...any) {
+	who := "       "
+	if shard >= 0 {
+		who = fmt.Sprintf("shard %d", shard)
+	}
+	fmt.Printf("%6dms  %s  %s\n", time.Since(t.start).Milliseconds(), who, fmt.Sprintf(format, args...))
+}
+
+func (t *timeline) count(kind string, shard int) {
+	t.mu.Lock()
+	t.seen[fmt.Sprintf("%s/%d", kind, shard)]++
+	t.mu.Unlock()
+	t.cond.Broadcast()
+}
+
+// wait waits until n events of kind were seen on shard (on all shards
+// together for "identify" with shard 0 and n = 3), with a deadline.
+func (t *timeline) wait(n int, kind string, shard int) error {
+	deadline := time.Now().Add(10 * time.Second)
+	stop := time.AfterFunc(10*time.Second, t.cond.Broadcast)
+	defer stop.Stop()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for {
+		got := t.seen[fmt.Sprintf("%s/%d", kind, shard)]
+		if kind == "identify" && n == shards {
+			got = t.seen["identify/0"] + t.seen["identify/1"] + t.seen["identify/2"]
+		}
+		if got >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no %d× %s on shard %d within 10s", n, kind, shard)
+		}
+		t.cond.Wait()
+	}
+}
+
+// follow prints a client's events and counts the ones the scenario waits
+// for.
+func (t *timeline) follow(id int, c *resocket.Client, wg *sync.WaitGroup) {
+	events := c.Events()
+	wg.Add(1)
+	go func() {
 		defer wg.Done()
 		for e := range events {
 			switch e := e.(type) {
-			case resocket.StateChanged:
-				logf("state %v -> %v", e.From, e.To)
+			case resocket.IdentifyPaced:
+				t.logf(id, "identify slot after %v", e.Waited.Round(time.Millisecond))
 			case resocket.Connected:
-				logf("open: attempt %d, %v", e.Attempt, e.Mode)
+				t.logf(id, "open (%v, socket %d)", e.Mode, e.Attempt)
+				t.count(map[resocket.Mode]string{resocket.ModeIdentify: "identify", resocket.ModeResume: "resume"}[e.Mode], id)
 			case resocket.Disconnected:
-				logf("closed %d %q -> %v (next in %v)", e.Code, e.Reason, e.Action, e.Next.Round(time.Millisecond))
+				t.logf(id, "closed %d %q: %v (%v)", e.Code, e.Reason, e.Action, e.Err)
+				if errors.Is(e.Err, resocket.ErrZombie) {
+					t.count("zombie", id)
+				}
+			case resocket.StateChanged:
+				if e.To == resocket.StateClosed {
+					t.logf(id, "CLOSED: %v", c.Err())
+					t.count("closed", id)
+				}
 			}
 		}
 	}()
-	go func() { // gateway heartbeats, on top of the WebSocket pings
-		defer wg.Done()
-		for {
-			sess.mu.Lock()
-			every := max(sess.heartbeat, 100*time.Millisecond)
-			sess.mu.Unlock()
-			select {
-			case <-c.Done():
-				return
-			case <-time.After(every):
-			}
-			_, seq := sess.get()
-			wctx, cancel := context.WithTimeout(ctx, every)
-			c.Write(wctx, websocket.MessageText, encode(opHeartbeat, seq, 0, ""))
-			cancel()
-		}
-	}()
-	defer func() { c.Close(); wg.Wait() }()
+}
 
-	if err := c.Connect(ctx); err != nil {
-		return err
-	}
-	for {
-		_, b, err := c.Read(ctx)
-		if err != nil {
-			if local && websocket.CloseStatus(err) == 4014 {
-				logf("stopped for good: %v", err)
-				return nil // the ending the fake gateway scripts
-			}
-			if errors.Is(err, context.Canceled) {
-				return nil
-			}
-			return err
-		}
-		var p payload
-		if json.Unmarshal(b, &p) != nil {
-			continue
-		}
-		switch p.Op {
-		case opDispatch:
-			sess.update(p)
-			logf("  dispatch %s (seq %d)", p.T, p.S)
-		case opHeartbeatAck:
-			logf("  heartbeat ack")
-		case opReconnect:
-			c.Reconnect(4000, "gateway asked to reconnect", resocket.ActionRetry)
-		case opInvalidSession:
-			c.Reconnect(4000, "invalid session", resocket.ActionReidentify)
+// summary prints what the gateway saw and checks the rules held.
+func (t *timeline) summary(g *gateway.Server) error {
+	tooSoon, rateLimited := len(g.Records("identify-too-soon")), 0
+	for _, r := range g.Records("closed") {
+		if r.Detail == fmt.Sprint(int(websocket.StatusCode(gateway.CloseRateLimited))) {
+			rateLimited++
 		}
 	}
+	fmt.Printf("\ngateway saw: %d identifies (%d too soon), %d resumes (%d refused), %d heartbeats, %d messages, %d sockets closed for the send limit\n",
+		len(g.Records("identify")), tooSoon, len(g.Records("resume")), len(g.Records("resume-refused")),
+		len(g.Records("heartbeat")), len(g.Records("message")), rateLimited)
+	if tooSoon > 0 || rateLimited > 0 || len(g.Records("resume-refused")) > 0 {
+		return errors.New("a gateway rule was broken")
+	}
+	return nil
 }

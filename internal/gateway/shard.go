@@ -1,0 +1,239 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/resocket/resocket"
+)
+
+// ShardConfig is what a Shard needs.
+type ShardConfig struct {
+	URL       string
+	Token     string
+	ID, Count int
+	Intents   int
+	// IdentifyLimiter is shared by the shards of one max_concurrency
+	// bucket: resocket.NewLimiter(1, 5*time.Second) on Discord.
+	IdentifyLimiter resocket.Limiter
+	// WriteLimiter keeps Send under the gateway's send limit.
+	WriteLimiter resocket.Limiter
+	// Resume, when set, is a session an earlier process kept (Suspend).
+	Resume *Resumable
+	// OnDispatch, when set, gets every dispatch once, in sequence order,
+	// on the goroutine that called Run.
+	OnDispatch func(Payload)
+	// Options are added to the client's.
+	Options []resocket.Option
+}
+
+// Resumable is what a process keeps to resume a session after a restart.
+type Resumable struct {
+	SessionID string
+	Seq       int64
+	ResumeURL string
+}
+
+// Shard is one gateway connection: resocket does the lifecycle; the shard
+// speaks the protocol.
+type Shard struct {
+	cfg ShardConfig
+	c   *resocket.Client
+
+	mu        sync.Mutex
+	sessionID string
+	resumeURL string
+	seq       int64
+}
+
+// NewShard makes a shard. It does not connect: take Client().Events(),
+// then call Run.
+func NewShard(cfg ShardConfig) (*Shard, error) {
+	s := &Shard{cfg: cfg}
+	opts := []resocket.Option{resocket.WithHandshake(s.handshake)}
+	if cfg.IdentifyLimiter != nil {
+		opts = append(opts, resocket.WithIdentifyLimiter(cfg.IdentifyLimiter))
+	}
+	if cfg.WriteLimiter != nil {
+		opts = append(opts, resocket.WithWriteLimiter(cfg.WriteLimiter))
+	}
+	if r := cfg.Resume; r != nil {
+		s.sessionID, s.seq, s.resumeURL = r.SessionID, r.Seq, r.ResumeURL
+		opts = append(opts, resocket.WithResume(r.ResumeURL))
+	}
+	c, err := resocket.New(cfg.URL, append(opts, cfg.Options...)...)
+	if err != nil {
+		return nil, err
+	}
+	s.c = c
+	return s, nil
+}
+
+// Client is the shard's resocket client.
+func (s *Shard) Client() *resocket.Client { return s.c }
+
+// Seq is the last dispatch sequence number seen.
+func (s *Shard) Seq() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seq
+}
+
+// handshake reads hello, starts the heartbeat, then identifies (and waits
+// for READY) or resumes (the replay, RESUMED or op 9 then come through
+// Run, in order after anything the previous socket left unread).
+func (s *Shard) handshake(ctx context.Context, sess *resocket.Session) error {
+	var hello Hello
+	if err := expect(ctx, sess.Conn, OpHello, &hello); err != nil {
+		return err
+	}
+	sess.Heartbeat(time.Duration(hello.HeartbeatInterval)*time.Millisecond, func(ctx context.Context) error {
+		return sess.Conn.Write(ctx, websocket.MessageText, Encode(OpHeartbeat, s.Seq(), 0, ""))
+	})
+	s.mu.Lock()
+	id, seq := s.sessionID, s.seq
+	s.mu.Unlock()
+	if sess.Mode == resocket.ModeResume {
+		if id == "" {
+			return resocket.Reidentify(errors.New("no session to resume"))
+		}
+		return sess.Conn.Write(ctx, websocket.MessageText, Encode(OpResume, Resume{Token: s.cfg.Token, SessionID: id, Seq: seq}, 0, ""))
+	}
+	ident := Identify{Token: s.cfg.Token, Intents: s.cfg.Intents, Shard: [2]int{s.cfg.ID, s.cfg.Count}}
+	if err := sess.Conn.Write(ctx, websocket.MessageText, Encode(OpIdentify, ident, 0, "")); err != nil {
+		return err
+	}
+	for {
+		p, err := read(ctx, sess.Conn)
+		if err != nil {
+			return err
+		}
+		switch {
+		case p.Op == OpHeartbeatAck:
+			s.c.AckHeartbeat()
+		case p.Op == OpInvalidSession:
+			return resocket.Reidentify(errors.New("gateway refused the identify (op 9)"))
+		case p.Op == OpDispatch && p.T == "READY":
+			return s.ready(p)
+		}
+	}
+}
+
+// ready starts a new session from READY: its own sequence, and its own
+// URL for resumes.
+func (s *Shard) ready(p Payload) error {
+	var r Ready
+	if err := json.Unmarshal(p.D, &r); err != nil {
+		return resocket.Fatal(fmt.Errorf("decoding READY: %w", err))
+	}
+	s.mu.Lock()
+	s.sessionID, s.seq, s.resumeURL = r.SessionID, p.S, r.ResumeGatewayURL
+	s.mu.Unlock()
+	if s.cfg.OnDispatch != nil {
+		s.cfg.OnDispatch(p)
+	}
+	return s.c.SetResumeURL(r.ResumeGatewayURL)
+}
+
+// Run connects and handles the gateway's messages until the shard is
+// closed (nil) or stops for good (the reason).
+func (s *Shard) Run(ctx context.Context) error {
+	if err := s.c.Connect(ctx); err != nil {
+		return err
+	}
+	for {
+		m, err := s.c.ReadMessage(ctx)
+		if err != nil {
+			if s.c.Err() == resocket.ErrClosed {
+				return nil // Close or Suspend
+			}
+			return err
+		}
+		var p Payload
+		if json.Unmarshal(m.Data, &p) != nil {
+			continue
+		}
+		s.handle(p)
+	}
+}
+
+func (s *Shard) handle(p Payload) {
+	switch p.Op {
+	case OpDispatch:
+		s.mu.Lock()
+		fresh := p.S > s.seq // a resume may replay what was already seen
+		if fresh {
+			s.seq = p.S
+		}
+		s.mu.Unlock()
+		if fresh && s.cfg.OnDispatch != nil {
+			s.cfg.OnDispatch(p)
+		}
+	case OpHeartbeatAck:
+		s.c.AckHeartbeat()
+	case OpHeartbeat: // the gateway asks for a beat now
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.c.Write(ctx, websocket.MessageText, Encode(OpHeartbeat, s.Seq(), 0, ""))
+		cancel()
+	case OpReconnect:
+		s.c.Reconnect(4000, "gateway asked to reconnect", resocket.ActionRetry)
+	case OpInvalidSession:
+		var resumable bool
+		json.Unmarshal(p.D, &resumable)
+		if resumable {
+			s.c.Reconnect(4000, "invalid session, resumable", resocket.ActionRetry)
+		} else {
+			s.c.Reconnect(4000, "invalid session", resocket.ActionReidentify)
+		}
+	}
+}
+
+// Send sends an application message, paced by the write limiter.
+func (s *Shard) Send(ctx context.Context, op int, d any) error {
+	return s.c.Write(ctx, websocket.MessageText, Encode(op, d, 0, ""))
+}
+
+// Suspend closes the shard for a deploy: it closes with 4000, which keeps
+// the session resumable, and returns what the next process needs.
+func (s *Shard) Suspend() Resumable {
+	s.c.CloseWith(4000, "restarting")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Resumable{SessionID: s.sessionID, Seq: s.seq, ResumeURL: s.resumeURL}
+}
+
+// Close closes the shard; the session ends.
+func (s *Shard) Close() { s.c.Close() }
+
+// expect reads one payload and requires op, decoding its data into v.
+func expect(ctx context.Context, conn *websocket.Conn, op int, v any) error {
+	p, err := read(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if p.Op != op {
+		return resocket.Fatal(fmt.Errorf("expected op %d, got op %d", op, p.Op))
+	}
+	if err := json.Unmarshal(p.D, v); err != nil {
+		return resocket.Fatal(fmt.Errorf("decoding op %d: %w", op, err))
+	}
+	return nil
+}
+
+func read(ctx context.Context, conn *websocket.Conn) (Payload, error) {
+	_, b, err := conn.Read(ctx)
+	if err != nil {
+		return Payload{}, err
+	}
+	var p Payload
+	if err := json.Unmarshal(b, &p); err != nil {
+		return Payload{}, fmt.Errorf("decoding %.60q: %w", b, err)
+	}
+	return p, nil
+}
