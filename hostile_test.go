@@ -103,7 +103,7 @@ func TestHostileInvalidCloseCode(t *testing.T) {
 func TestHostileFlood(t *testing.T) {
 	const n = 100000
 	srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.SendN(n, "flood %d")}})
-	c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithHeartbeat(20*time.Millisecond, 50*time.Millisecond))...)
+	c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithHeartbeat(20*time.Millisecond, 500*time.Millisecond))...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -136,6 +136,7 @@ func TestReconnectDuringWaitIsOneVerdict(t *testing.T) {
 	if err := <-connected; err != nil {
 		t.Fatal(err)
 	}
+	rec.connected(t, 1)
 	if got := c.Stats().Disconnects; got != before+1 {
 		t.Fatalf("Disconnects %d after the Reconnect, want %d", got, before+1)
 	}

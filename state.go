@@ -80,9 +80,9 @@ func (c *Client) transition(to State, sock *socket, cause error) bool {
 	c.state.Store(int32(to))
 	close(c.stateChanged)
 	c.stateChanged = make(chan struct{})
-	if to == StateClosed {
-		close(c.done)
+	if to == StateClosed { // the terminal event first: whoever sees Done finds it on every channel
 		c.events.finish(stateChanged(from, to))
+		close(c.done)
 		return true
 	}
 	publish(&c.events, stateChanged(from, to))

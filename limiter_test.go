@@ -1,0 +1,150 @@
+package resocket_test
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/resocket/resocket"
+)
+
+// waitAll runs k Waits at once and returns when each returned, sorted.
+func waitAll(t *testing.T, l resocket.Limiter, k int) []time.Time {
+	t.Helper()
+	var mu sync.Mutex
+	var at []time.Time
+	var wg sync.WaitGroup
+	for i := 0; i < k; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+			defer cancel()
+			if err := l.Wait(ctx); err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			at = append(at, time.Now())
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	sort.Slice(at, func(i, j int) bool { return at[i].Before(at[j]) })
+	return at
+}
+
+// maxInWindow is the most actions in any window of length per.
+func maxInWindow(at []time.Time, per time.Duration) int {
+	most := 0
+	for i := range at {
+		n := 0
+		for j := i; j < len(at) && at[j].Sub(at[i]) < per; j++ {
+			n++
+		}
+		most = max(most, n)
+	}
+	return most
+}
+
+// At most n in any window: not 2n in the first period, as a token bucket
+// of burst n would allow.
+func TestLimiterSlidingWindow(t *testing.T) {
+	t.Parallel()
+	const n, per = 5, 300 * time.Millisecond
+	l := resocket.NewLimiter(n, per)
+	start := time.Now()
+	at := waitAll(t, l, 3*n)
+	// Judged with 80% of the window: a waiter may wake a little late, which
+	// only ever narrows the gap to the one after it.
+	if got := maxInWindow(at, per*8/10); got > n {
+		t.Fatalf("%d actions inside %v, want at most %d", got, per*8/10, n)
+	}
+	if took := at[len(at)-1].Sub(start); took < 2*per*9/10 {
+		t.Fatalf("%d actions took %v, want at least 2 windows", 3*n, took)
+	}
+	if first := at[n-1].Sub(start); first > per/2 {
+		t.Fatalf("the first %d actions took %v: they should go at once", n, first)
+	}
+}
+
+// Thousands of waiters sharing one limiter keep the rule.
+func TestLimiterManyWaiters(t *testing.T) {
+	t.Parallel()
+	const n, per = 500, 100 * time.Millisecond
+	at := waitAll(t, resocket.NewLimiter(n, per), 2000)
+	if got := maxInWindow(at, per*8/10); got > n {
+		t.Fatalf("%d actions inside %v, want at most %d", got, per*8/10, n)
+	}
+}
+
+// A waiter whose ctx ends leaves at once and takes no slot.
+func TestLimiterCancelledWaiterTakesNoSlot(t *testing.T) {
+	t.Parallel()
+	const per = 400 * time.Millisecond
+	l := resocket.NewLimiter(1, per)
+	start := time.Now()
+	if err := l.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := l.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait = %v, want the ctx's deadline", err)
+	}
+	if left := time.Since(start); left > per/2 {
+		t.Fatalf("the cancelled waiter left after %v, not at once", left)
+	}
+	if err := l.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The second action goes one window after the first; had the
+	// cancelled waiter kept its slot, it would be two.
+	if took := time.Since(start); took < per*9/10 || took > per*3/2 {
+		t.Fatalf("second action after %v, want about %v", took, per)
+	}
+	done, cancelDone := context.WithCancel(context.Background())
+	cancelDone()
+	if err := l.Wait(done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait on an ended ctx = %v", err)
+	}
+}
+
+func TestLimiterBadInput(t *testing.T) {
+	t.Parallel()
+	for _, row := range []struct {
+		n    int
+		per  time.Duration
+		want string
+	}{
+		{0, time.Second, "n must be at least 1, got 0"},
+		{-3, time.Second, "n must be at least 1, got -3"},
+		{1, 0, "per must be positive, got 0s"},
+		{1, -time.Second, "per must be positive"},
+	} {
+		l := resocket.NewLimiter(row.n, row.per)
+		if err := l.Wait(context.Background()); err == nil || !strings.Contains(err.Error(), row.want) {
+			t.Fatalf("NewLimiter(%d, %v).Wait = %v, want %q", row.n, row.per, err, row.want)
+		}
+		for name, opt := range map[string]resocket.Option{
+			"WithIdentifyLimiter": resocket.WithIdentifyLimiter(l),
+			"WithWriteLimiter":    resocket.WithWriteLimiter(l),
+		} {
+			if _, err := resocket.New("ws://127.0.0.1:9/", opt); err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), row.want) {
+				t.Fatalf("New with %s(a bad limiter) = %v", name, err)
+			}
+		}
+	}
+	for name, opt := range map[string]resocket.Option{
+		"WithIdentifyLimiter": resocket.WithIdentifyLimiter(nil),
+		"WithWriteLimiter":    resocket.WithWriteLimiter(nil),
+	} {
+		if _, err := resocket.New("ws://127.0.0.1:9/", opt); err == nil || !strings.Contains(err.Error(), name+": limiter is nil") {
+			t.Fatalf("New with %s(nil) = %v", name, err)
+		}
+	}
+}
