@@ -1,27 +1,22 @@
 // Gateway runs three shards of a Discord-style gateway SDK built on
 // resocket's embedding kit, against a local fake gateway that follows the
-// real rules, and prints a timeline:
+// real rules, and prints a timeline. Run it with
 //
+//	go run ./examples/gateway
+//
+// What happens, one step at a time:
 //   - the shards identify one at a time, paced by a Limiter per
 //     max_concurrency bucket (the gateway refuses an identify that comes
 //     too soon), while a resume never waits;
-//
 //   - a dropped socket resumes at the session's resume_gateway_url (the
 //     only place the gateway accepts op 6);
-//
 //   - op 7 resumes, op 9 with d=false identifies again;
-//
 //   - a shard whose heartbeats stop being acknowledged is cut as a zombie
 //     and resumes;
-//
 //   - a burst of sends is paced under the gateway's send limit (4008);
-//
 //   - a deploy: a shard closes with 4000 and a new process resumes its
 //     session from what it kept;
-//
 //   - finally the gateway refuses the intents (4014): that shard stops.
-//
-//     go run ./examples/gateway
 package main
 
 import (
