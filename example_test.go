@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/coder/websocket"
@@ -215,4 +216,106 @@ func ExampleClient_Err() {
 	<-c.Done()
 	fmt.Println(int(websocket.CloseStatus(c.Err())), errors.Is(c.Err(), resocket.ErrClosed))
 	// Output: 4014 true
+}
+
+// Shards that share an identify budget share one limiter: at most one
+// identify in any window of 5 s, whatever the number of clients.
+func ExampleNewLimiter() {
+	bucket := resocket.NewLimiter(1, 5*time.Second)
+	for shard := 0; shard < 3; shard++ {
+		_, err := resocket.New("wss://gateway.example/?v=10", resocket.WithIdentifyLimiter(bucket))
+		fmt.Println("shard", shard, err)
+	}
+	// A bad limiter is refused by New, with the reason.
+	_, err := resocket.New("wss://gateway.example/", resocket.WithIdentifyLimiter(resocket.NewLimiter(0, time.Second)))
+	fmt.Println(err)
+	// Output:
+	// shard 0 <nil>
+	// shard 1 <nil>
+	// shard 2 <nil>
+	// resocket: WithIdentifyLimiter: resocket: NewLimiter: n must be at least 1, got 0
+}
+
+// The protocol's own heartbeat: the server answers each beat with an ACK,
+// which the client is told of with AckHeartbeat. A server that stops
+// answering makes the socket a zombie: it is cut and resumed.
+func ExampleSession_Heartbeat() {
+	srv := exampleServer(func(n int64, c *websocket.Conn) {
+		for acks := 0; ; acks++ { // the first socket stops answering after 3 beats
+			_, b, err := c.Read(context.Background())
+			if err != nil {
+				return
+			}
+			if string(b) == "beat" && (n > 1 || acks < 3) {
+				c.Write(context.Background(), websocket.MessageText, []byte("ack"))
+			}
+		}
+	})
+	defer srv.Close()
+
+	var c *resocket.Client
+	c, _ = resocket.New(wsURL(srv), quickRetries, resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+		s.Heartbeat(20*time.Millisecond, func(ctx context.Context) error {
+			return s.Conn.Write(ctx, websocket.MessageText, []byte("beat"))
+		})
+		return nil
+	}))
+	defer c.Close()
+	events, _ := c.Subscribe(64)
+	go func() { // the SDK's reader
+		for {
+			_, data, err := c.Read(context.Background())
+			if err != nil {
+				return
+			}
+			if string(data) == "ack" {
+				c.AckHeartbeat()
+			}
+		}
+	}()
+	c.Connect(context.Background())
+	for e := range events {
+		switch e := e.(type) {
+		case resocket.Disconnected:
+			fmt.Println(int(e.Code), e.Action, errors.Is(e.Err, resocket.ErrZombie))
+		case resocket.Connected:
+			if e.Attempt == 2 {
+				fmt.Println("resumed:", e.Mode == resocket.ModeResume, "heartbeat timeouts:", c.Stats().HeartbeatTimeouts)
+				return
+			}
+		}
+	}
+	// Output:
+	// 1006 retry true
+	// resumed: true heartbeat timeouts: 1
+}
+
+// A deploy: the old process closes with 4000, which keeps the session
+// resumable, and the new one starts in ModeResume.
+func ExampleWithResume() {
+	closed := make(chan struct{}, 2)
+	srv := exampleServer(func(n int64, c *websocket.Conn) {
+		_, b, _ := c.Read(context.Background())
+		fmt.Printf("socket %d: %s\n", n, b)
+		_, _, err := c.Read(context.Background())
+		fmt.Printf("socket %d: closed with %d\n", n, websocket.CloseStatus(err))
+		closed <- struct{}{}
+	})
+	defer srv.Close()
+	handshake := resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+		return s.Conn.Write(ctx, websocket.MessageText, []byte(s.Mode.String()))
+	})
+
+	old, _ := resocket.Dial(context.Background(), wsURL(srv), handshake)
+	old.CloseWith(4000, "restarting")
+	<-closed
+
+	next, _ := resocket.Dial(context.Background(), wsURL(srv), handshake, resocket.WithResume(""))
+	next.Close()
+	<-closed
+	// Output:
+	// socket 1: identify
+	// socket 1: closed with 4000
+	// socket 2: resume
+	// socket 2: closed with 1000
 }
