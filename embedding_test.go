@@ -695,3 +695,34 @@ func TestReadMessageAttempt(t *testing.T) {
 	}
 	equal(t, "messages", got, []string{"a1@1", "a2@1", "b1@2"})
 }
+
+// A zombie found while the handshake still runs cuts the handshake: the
+// attempt ends as a 1006 with ErrZombie and is retried.
+func TestZombieDuringTheHandshake(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Silent(0)}})
+	var c *resocket.Client
+	c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+		s.Heartbeat(20*time.Millisecond, func(ctx context.Context) error {
+			if s.Attempt > 1 {
+				c.AckHeartbeat() // the second server answers at once
+			}
+			return s.Conn.Write(ctx, websocket.MessageText, []byte("beat"))
+		})
+		if s.Attempt > 1 {
+			return nil
+		}
+		_, _, err := s.Conn.Read(ctx) // the first server never answers
+		return err
+	}))...)
+	if err := c.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	d := rec.disconnected(t)
+	if d.Code != websocket.StatusAbnormalClosure || d.Action != resocket.ActionRetry || !errors.Is(d.Err, resocket.ErrZombie) {
+		t.Fatalf("got %d %v %v, want a 1006 zombie, retried", d.Code, d.Action, d.Err)
+	}
+	if c.Stats().HeartbeatTimeouts != 1 {
+		t.Fatalf("HeartbeatTimeouts = %d", c.Stats().HeartbeatTimeouts)
+	}
+}
