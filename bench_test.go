@@ -19,8 +19,7 @@ import (
 
 	"github.com/resocket/resocket"
 	"github.com/resocket/resocket/internal/chaos"
-	"github.com/resocket/resocket/internal/faultproxy"
-	"github.com/resocket/resocket/internal/faultserver"
+	"github.com/resocket/resocket/resockettest"
 )
 
 // Each benchmark has a raw coder/websocket twin on the same server; run
@@ -31,18 +30,18 @@ var sizes = []int{16, 1 << 10, 64 << 10}
 // benchServer answers commands: "stream N S" sends N binary messages of S
 // bytes; "echo" echoes until the client leaves; "drop" resets the TCP
 // connection; "close" closes with 1012; "hello" (a handshake) gets "ok".
-func benchServer(b *testing.B) *faultserver.Server {
+func benchServer(b *testing.B) *resockettest.Server {
 	b.Helper()
-	srv, err := faultserver.Start()
+	srv, err := resockettest.Start()
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(srv.Close)
-	srv.SetDefault(faultserver.Plan{Steps: []faultserver.Step{faultserver.Do(serveCommands)}})
+	srv.SetDefault(resockettest.Script{Steps: []resockettest.Step{resockettest.Do(serveCommands)}})
 	return srv
 }
 
-func serveCommands(ctx context.Context, p *faultserver.Peer) error {
+func serveCommands(ctx context.Context, p *resockettest.Peer) error {
 	for {
 		typ, cmd, err := p.Conn.Read(ctx)
 		if err != nil {
@@ -72,9 +71,9 @@ func serveCommands(ctx context.Context, p *faultserver.Peer) error {
 		case len(f) == 1 && f[0] == "hello":
 			p.Conn.Write(ctx, typ, []byte("ok"))
 		case len(f) == 1 && f[0] == "drop":
-			return faultserver.Reset()(ctx, p)
+			return resockettest.Reset()(ctx, p)
 		case len(f) == 1 && f[0] == "close":
-			return faultserver.Close(websocket.StatusServiceRestart, "")(ctx, p)
+			return resockettest.Close(websocket.StatusServiceRestart, "")(ctx, p)
 		}
 	}
 }
@@ -239,7 +238,7 @@ func BenchmarkReconnect(b *testing.B) {
 func BenchmarkDeadPeer(b *testing.B) {
 	const interval, timeout = 50 * time.Millisecond, 50 * time.Millisecond
 	srv := benchServer(b)
-	proxy, err := faultproxy.Start(srv.Addr())
+	proxy, err := resockettest.StartProxy(srv.Addr())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -353,7 +352,7 @@ func BenchmarkIdle(b *testing.B) {
 func BenchmarkStorm(b *testing.B) {
 	const n = 1000
 	for i := 0; i < b.N; i++ {
-		srv, err := faultserver.Start()
+		srv, err := resockettest.Start()
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -362,13 +361,13 @@ func BenchmarkStorm(b *testing.B) {
 			attempts []time.Time
 			storm    atomic.Bool
 		)
-		srv.SetPlanner(func(r *http.Request, index int) faultserver.Plan {
+		srv.SetPlanner(func(r *http.Request, index int) resockettest.Script {
 			if storm.Load() {
 				mu.Lock()
 				attempts = append(attempts, time.Now())
 				mu.Unlock()
 			}
-			return faultserver.Plan{}
+			return resockettest.Script{}
 		})
 		clients := make([]*resocket.Client, n)
 		var reopened sync.WaitGroup

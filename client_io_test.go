@@ -13,7 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/resocket/resocket"
-	"github.com/resocket/resocket/internal/faultserver"
+	"github.com/resocket/resocket/resockettest"
 )
 
 func readText(t *testing.T, c *resocket.Client) string {
@@ -30,12 +30,12 @@ func readText(t *testing.T, c *resocket.Client) string {
 // Messages come out of Read once each, in the order sent, across a drop.
 func TestReadOrderAcrossReconnects(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t,
+	srv := resockettest.NewServer(t,
 		// A FIN after the last message: everything sent is delivered. (An
 		// RST would discard what still sits in the server's send buffer.)
-		faultserver.Plan{Steps: []faultserver.Step{faultserver.SendN(50, "a%d"), faultserver.Hangup()}},
-		faultserver.Plan{Steps: []faultserver.Step{faultserver.SendN(50, "b%d"), faultserver.Close(websocket.StatusServiceRestart, "")}},
-		faultserver.Plan{Steps: []faultserver.Step{faultserver.SendN(50, "c%d")}},
+		resockettest.Script{Steps: []resockettest.Step{resockettest.SendN(50, "a%d"), resockettest.Hangup()}},
+		resockettest.Script{Steps: []resockettest.Step{resockettest.SendN(50, "b%d"), resockettest.Close(websocket.StatusServiceRestart, "")}},
+		resockettest.Script{Steps: []resockettest.Step{resockettest.SendN(50, "c%d")}},
 	)
 	c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithReadQueue(4))...)
 	if err != nil {
@@ -57,7 +57,7 @@ func TestReadOrderAcrossReconnects(t *testing.T) {
 // A Read whose ctx ends returns ctx's error and leaves the socket up.
 func TestReadContextLeavesSocketUp(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
+	srv := resockettest.NewServer(t)
 	c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +83,7 @@ func TestReadContextLeavesSocketUp(t *testing.T) {
 // waits on the full queue, the heartbeat does not fire.
 func TestSlowConsumerIsNotDeadPeer(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.SendN(20, "m%d")}})
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.SendN(20, "m%d")}})
 	c, err := resocket.Dial(context.Background(), srv.URL,
 		fast(resocket.WithReadQueue(1), resocket.WithHeartbeat(20*time.Millisecond, 30*time.Millisecond))...)
 	if err != nil {
@@ -110,7 +110,7 @@ func TestSlowConsumerIsNotDeadPeer(t *testing.T) {
 // returns the fatal error.
 func TestMessagesBeforeFatalCloseAreKept(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Send("last words"), faultserver.Close(4004, "bad token")}})
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Send("last words"), resockettest.Close(4004, "bad token")}})
 	c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +128,7 @@ func TestMessagesBeforeFatalCloseAreKept(t *testing.T) {
 // Write waits for OPEN while CONNECTING and then writes to the live socket.
 func TestWriteWaitsForOpen(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, faultserver.Plan{Delay: 100 * time.Millisecond, Steps: []faultserver.Step{faultserver.Echo()}})
+	srv := resockettest.NewServer(t, resockettest.Script{Delay: 100 * time.Millisecond, Steps: []resockettest.Step{resockettest.Echo()}})
 	c, err := resocket.New(srv.URL, fast()...)
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +164,7 @@ func TestWriteErrors(t *testing.T) {
 		}
 	})
 	t.Run("bad-type", func(t *testing.T) {
-		srv := startServer(t)
+		srv := resockettest.NewServer(t)
 		c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
 		if err != nil {
 			t.Fatal(err)
@@ -175,7 +175,7 @@ func TestWriteErrors(t *testing.T) {
 		}
 	})
 	t.Run("after-close", func(t *testing.T) {
-		srv := startServer(t)
+		srv := resockettest.NewServer(t)
 		c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
 		if err != nil {
 			t.Fatal(err)
@@ -217,7 +217,7 @@ func TestCloseFromEveryState(t *testing.T) {
 	})
 	t.Run("dialing", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t, faultserver.Plan{Delay: time.Minute})
+		srv := resockettest.NewServer(t, resockettest.Script{Delay: time.Minute})
 		c, err := resocket.New(srv.URL, fast()...)
 		if err != nil {
 			t.Fatal(err)
@@ -236,7 +236,7 @@ func TestCloseFromEveryState(t *testing.T) {
 	})
 	t.Run("handshake", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t)
+		srv := resockettest.NewServer(t)
 		inHandshake := make(chan struct{})
 		c, err := resocket.New(srv.URL, fast(resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
 			close(inHandshake)
@@ -254,7 +254,7 @@ func TestCloseFromEveryState(t *testing.T) {
 	})
 	t.Run("inside-handshake", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t)
+		srv := resockettest.NewServer(t)
 		var c *resocket.Client
 		c, err := resocket.New(srv.URL, fast(resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
 			c.Close() // must not deadlock
@@ -287,7 +287,7 @@ func TestCloseFromEveryState(t *testing.T) {
 	t.Run("open-sends-1000", func(t *testing.T) {
 		t.Parallel()
 		got := make(chan websocket.StatusCode, 1)
-		srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Do(func(ctx context.Context, p *faultserver.Peer) error {
+		srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
 			_, _, err := p.Conn.Read(ctx)
 			got <- websocket.CloseStatus(err)
 			return err
@@ -305,7 +305,7 @@ func TestCloseFromEveryState(t *testing.T) {
 	})
 	t.Run("open-silent-peer", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Silent(0)}})
+		srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Silent(0)}})
 		c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithCloseTimeout(100*time.Millisecond))...)
 		if err != nil {
 			t.Fatal(err)
@@ -316,7 +316,7 @@ func TestCloseFromEveryState(t *testing.T) {
 	})
 	t.Run("concurrent-and-from-event-consumer", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t)
+		srv := resockettest.NewServer(t)
 		c, err := resocket.New(srv.URL, fast()...)
 		if err != nil {
 			t.Fatal(err)
@@ -357,7 +357,7 @@ func TestReconnect(t *testing.T) {
 		t.Run(row.action.String(), func(t *testing.T) {
 			t.Parallel()
 			got := make(chan websocket.StatusCode, 1)
-			srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Read(1), faultserver.Do(func(ctx context.Context, p *faultserver.Peer) error {
+			srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
 				_, _, err := p.Conn.Read(ctx)
 				got <- websocket.CloseStatus(err)
 				return err
@@ -414,7 +414,7 @@ func TestReconnect(t *testing.T) {
 	})
 	t.Run("cuts-the-wait", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t, faultserver.Plan{Status: 503})
+		srv := resockettest.NewServer(t, resockettest.Script{Status: 503})
 		c, rec := newRecorded(t, srv.URL, resocket.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(time.Hour) }))
 		connected := make(chan error, 1)
 		go func() { connected <- c.Connect(context.Background()) }()
@@ -445,7 +445,7 @@ func TestReconnectDuringWait(t *testing.T) {
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
 			t.Parallel()
-			srv := startServer(t, faultserver.Plan{Status: 503})
+			srv := resockettest.NewServer(t, resockettest.Script{Status: 503})
 			var m modes
 			opts := append([]resocket.Option{
 				resocket.WithHandshake(m.handshake),
@@ -487,7 +487,7 @@ func TestReconnectDuringWait(t *testing.T) {
 
 func TestConnectContextAndTwice(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
+	srv := resockettest.NewServer(t)
 	c, err := resocket.New(srv.URL, fast()...)
 	if err != nil {
 		t.Fatal(err)
@@ -549,7 +549,7 @@ func (c fixedClock) Now() time.Time { return c.t }
 func TestFailedWriteRetiresSocket(t *testing.T) {
 	t.Parallel()
 	for i := 0; i < 5; i++ {
-		srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Reset()}})
+		srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Reset()}})
 		c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
 		if err != nil {
 			t.Fatal(err)

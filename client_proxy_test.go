@@ -10,13 +10,12 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/resocket/resocket"
-	"github.com/resocket/resocket/internal/faultproxy"
-	"github.com/resocket/resocket/internal/faultserver"
+	"github.com/resocket/resocket/resockettest"
 )
 
-func startProxy(t *testing.T, srv *faultserver.Server) *faultproxy.Proxy {
+func startProxy(t *testing.T, srv *resockettest.Server) *resockettest.Proxy {
 	t.Helper()
-	p, err := faultproxy.Start(srv.Addr())
+	p, err := resockettest.StartProxy(srv.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,8 +30,8 @@ func startProxy(t *testing.T, srv *faultserver.Server) *faultproxy.Proxy {
 func TestBlackholeDetectedAndResumed(t *testing.T) {
 	t.Parallel()
 	const interval, timeout = 100 * time.Millisecond, 200 * time.Millisecond
-	srv := startServer(t)
-	srv.SetDefault(faultserver.Plan{Steps: []faultserver.Step{faultserver.Read(1), faultserver.Echo()}}) // the handshake's hello is not echoed
+	srv := resockettest.NewServer(t)
+	srv.SetDefault(resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Echo()}}) // the handshake's hello is not echoed
 	proxy := startProxy(t, srv)
 	var m modes
 	c, err := resocket.Dial(context.Background(), proxy.URL, fast(
@@ -46,7 +45,7 @@ func TestBlackholeDetectedAndResumed(t *testing.T) {
 	defer c.Close()
 	rec := record(c)
 	start := time.Now()
-	proxy.SetAll(faultproxy.Settings{Blackhole: true})
+	proxy.SetAll(resockettest.Settings{Blackhole: true})
 	d := rec.disconnected(t)
 	noticed := time.Since(start)
 	if d.Code != websocket.StatusAbnormalClosure || d.Action != resocket.ActionRetry || !errors.Is(d.Err, resocket.ErrHeartbeatTimeout) {
@@ -61,7 +60,7 @@ func TestBlackholeDetectedAndResumed(t *testing.T) {
 		d, ok := e.(resocket.Disconnected)
 		return ok && strings.Contains(d.Err.Error(), "connect timeout")
 	})
-	proxy.SetAll(faultproxy.Settings{})
+	proxy.SetAll(resockettest.Settings{})
 	rec.waitFor(t, "a resumed socket", func(e resocket.Event) bool {
 		c, ok := e.(resocket.Connected)
 		return ok && c.Mode == resume
@@ -77,9 +76,9 @@ func TestBlackholeDetectedAndResumed(t *testing.T) {
 // Latency below the pong timeout is not a dead peer.
 func TestLatencyIsNotDeath(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
+	srv := resockettest.NewServer(t)
 	proxy := startProxy(t, srv)
-	proxy.SetDefault(faultproxy.Settings{Latency: 80 * time.Millisecond}) // 160 ms round trip
+	proxy.SetDefault(resockettest.Settings{Latency: 80 * time.Millisecond}) // 160 ms round trip
 	c, err := resocket.Dial(context.Background(), proxy.URL, fast(resocket.WithHeartbeat(50*time.Millisecond, 400*time.Millisecond))...)
 	if err != nil {
 		t.Fatal(err)
@@ -103,9 +102,9 @@ func TestLatencyIsNotDeath(t *testing.T) {
 // retried; with bandwidth back the client opens.
 func TestThrottledUpgradeRetried(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
+	srv := resockettest.NewServer(t)
 	proxy := startProxy(t, srv)
-	proxy.SetDefault(faultproxy.Settings{Bandwidth: 20})
+	proxy.SetDefault(resockettest.Settings{Bandwidth: 20})
 	c, rec := newRecorded(t, proxy.URL, fast(resocket.WithConnectTimeout(300*time.Millisecond))...)
 	connected := make(chan error, 1)
 	go func() { connected <- c.Connect(context.Background()) }()
@@ -113,7 +112,7 @@ func TestThrottledUpgradeRetried(t *testing.T) {
 	if d.Action != resocket.ActionRetry || !strings.Contains(d.Err.Error(), "connect timeout") {
 		t.Fatalf("got %v %v", d.Action, d.Err)
 	}
-	proxy.SetDefault(faultproxy.Settings{})
+	proxy.SetDefault(resockettest.Settings{})
 	if err := <-connected; err != nil {
 		t.Fatal(err)
 	}
@@ -121,13 +120,13 @@ func TestThrottledUpgradeRetried(t *testing.T) {
 
 // Reset and half-close on the path are 1006 drops, resumed.
 func TestProxyResetAndHalfClose(t *testing.T) {
-	for name, cut := range map[string]func(*faultproxy.Conn){
-		"reset":      (*faultproxy.Conn).Reset,
-		"half-close": (*faultproxy.Conn).HalfClose,
+	for name, cut := range map[string]func(*resockettest.ProxyConn){
+		"reset":      (*resockettest.ProxyConn).Reset,
+		"half-close": (*resockettest.ProxyConn).HalfClose,
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			srv := startServer(t)
+			srv := resockettest.NewServer(t)
 			proxy := startProxy(t, srv)
 			var m modes
 			c, err := resocket.Dial(context.Background(), proxy.URL, fast(resocket.WithHandshake(m.handshake))...)

@@ -14,7 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/resocket/resocket"
-	"github.com/resocket/resocket/internal/faultserver"
+	"github.com/resocket/resocket/resockettest"
 )
 
 var (
@@ -67,8 +67,8 @@ func TestCloseCodeRows(t *testing.T) {
 			if row.code == websocket.StatusNoStatusRcvd {
 				reason = "" // 1005 is an empty close payload
 			}
-			srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{
-				faultserver.Read(1), faultserver.Close(row.code, reason),
+			srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{
+				resockettest.Read(1), resockettest.Close(row.code, reason),
 			}})
 			var m modes
 			c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(m.handshake))...)
@@ -164,11 +164,11 @@ func TestUpgradeStatusRows(t *testing.T) {
 	for _, row := range rows {
 		t.Run(fmt.Sprintf("%d_RetryAfter=%q", row.status, row.retryAfter), func(t *testing.T) {
 			t.Parallel()
-			plan := faultserver.Plan{Status: row.status, Header: http.Header{"X-Edge": {"test"}}, Body: "no websocket here"}
+			plan := resockettest.Script{Status: row.status, Header: http.Header{"X-Edge": {"test"}}, Body: "no websocket here"}
 			if row.retryAfter != "" {
 				plan.Header.Set("Retry-After", row.retryAfter)
 			}
-			srv := startServer(t, plan)
+			srv := resockettest.NewServer(t, plan)
 			var m modes
 			c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(m.handshake))...)
 			connectErr := make(chan error, 1)
@@ -217,7 +217,7 @@ func TestUpgradeStatusRows(t *testing.T) {
 // A 101 with a wrong Sec-WebSocket-Accept is not a WebSocket endpoint.
 func TestBadAcceptKeyIsFatal(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, faultserver.Plan{BadAccept: true})
+	srv := resockettest.NewServer(t, resockettest.Script{BadAccept: true})
 	c, rec := newRecorded(t, srv.URL, fast()...)
 	err := c.Connect(context.Background())
 	d := rec.disconnected(t)
@@ -234,18 +234,18 @@ func TestBadAcceptKeyIsFatal(t *testing.T) {
 func TestAbnormalClosureRows(t *testing.T) {
 	rows := []struct {
 		name string
-		step faultserver.Step
+		step resockettest.Step
 		opts []resocket.Option
 		err  error
 	}{
-		{"tcp-reset", faultserver.Reset(), nil, nil},
-		{"tcp-fin", faultserver.Hangup(), nil, nil},
-		{"silent-peer", faultserver.Silent(0), []resocket.Option{resocket.WithHeartbeat(50*time.Millisecond, 100*time.Millisecond)}, resocket.ErrHeartbeatTimeout},
+		{"tcp-reset", resockettest.Reset(), nil, nil},
+		{"tcp-fin", resockettest.Hangup(), nil, nil},
+		{"silent-peer", resockettest.Silent(0), []resocket.Option{resocket.WithHeartbeat(50*time.Millisecond, 100*time.Millisecond)}, resocket.ErrHeartbeatTimeout},
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
 			t.Parallel()
-			srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Read(1), row.step}})
+			srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), row.step}})
 			var m modes
 			c, rec := newRecorded(t, srv.URL, fast(append(row.opts, resocket.WithHandshake(m.handshake))...)...)
 			if err := c.Connect(context.Background()); err != nil {
@@ -270,7 +270,7 @@ func TestAbnormalClosureRows(t *testing.T) {
 // A message over our read limit is a fatal 1009 whose error names the option.
 func TestReadLimitIsFatal(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.SendBytes(4096)}})
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.SendBytes(4096)}})
 	c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithReadLimit(1024))...)
 	if err != nil {
 		t.Fatal(err)
@@ -338,13 +338,13 @@ func TestDialErrorRows(t *testing.T) {
 			t.Fatalf("got code %d %v (%v), want 0 retry", d.Code, d.Action, d.Err)
 		}
 	})
-	for _, plan := range []faultserver.Plan{
+	for _, plan := range []resockettest.Script{
 		{Delay: 5 * time.Second},
 		{Trickle: 100 * time.Millisecond},
 	} {
 		t.Run(fmt.Sprintf("slow-upgrade-delay=%v-trickle=%v", plan.Delay, plan.Trickle), func(t *testing.T) {
 			t.Parallel()
-			srv := startServer(t, plan)
+			srv := resockettest.NewServer(t, plan)
 			c, rec := newRecorded(t, srv.URL, fast(resocket.WithConnectTimeout(300*time.Millisecond))...)
 			if err := c.Connect(context.Background()); err != nil {
 				t.Fatal(err)
@@ -368,7 +368,7 @@ func TestTLSFailureIsFatal(t *testing.T) {
 		}
 	}))
 	defer tlsSrv.Close()
-	plain := startServer(t)
+	plain := resockettest.NewServer(t)
 	for name, url := range map[string]string{
 		"untrusted-certificate": "wss" + strings.TrimPrefix(tlsSrv.URL, "https"),
 		"wss-to-plaintext":      strings.Replace(plain.URL, "ws://", "wss://", 1),
@@ -401,12 +401,12 @@ func TestTLSFailureIsFatal(t *testing.T) {
 // The gateway case: 4003 re-identifies once; a second quick 4003 stops;
 // 4003 then 4014 stops after exactly two sockets.
 func TestReidentifyLoopGuard(t *testing.T) {
-	closeWith := func(code websocket.StatusCode) faultserver.Plan {
-		return faultserver.Plan{Steps: []faultserver.Step{faultserver.Read(1), faultserver.Close(code, "")}}
+	closeWith := func(code websocket.StatusCode) resockettest.Script {
+		return resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Close(code, "")}}
 	}
 	t.Run("4003-4003", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t, closeWith(4003), closeWith(4003))
+		srv := resockettest.NewServer(t, closeWith(4003), closeWith(4003))
 		var m modes
 		c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithHandshake(m.handshake))...)
 		if err != nil {
@@ -424,7 +424,7 @@ func TestReidentifyLoopGuard(t *testing.T) {
 	})
 	t.Run("4003-4014", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t, closeWith(4003), closeWith(4014))
+		srv := resockettest.NewServer(t, closeWith(4003), closeWith(4014))
 		var m modes
 		c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithHandshake(m.handshake))...)
 		if err != nil {
@@ -441,9 +441,9 @@ func TestReidentifyLoopGuard(t *testing.T) {
 	})
 	t.Run("stable-socket-resets-the-guard", func(t *testing.T) {
 		t.Parallel()
-		stable := faultserver.Plan{Steps: []faultserver.Step{faultserver.Read(1), faultserver.Sleep(150 * time.Millisecond), faultserver.Close(4003, "")}}
+		stable := resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Sleep(150 * time.Millisecond), resockettest.Close(4003, "")}}
 		// Without the reset, the second 4003 would stop the client.
-		srv := startServer(t, closeWith(4003), stable)
+		srv := resockettest.NewServer(t, closeWith(4003), stable)
 		var m modes
 		c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(m.handshake), resocket.WithStableAfter(100*time.Millisecond))...)
 		if err := c.Connect(context.Background()); err != nil {
@@ -457,7 +457,7 @@ func TestReidentifyLoopGuard(t *testing.T) {
 	})
 	t.Run("max-reidentify-3", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t, closeWith(4003), closeWith(4003), closeWith(4003))
+		srv := resockettest.NewServer(t, closeWith(4003), closeWith(4003), closeWith(4003))
 		var m modes
 		c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithMaxReidentify(3), resocket.WithHandshake(m.handshake))...)
 		if err != nil {
@@ -477,7 +477,7 @@ func TestHandshakeForcesAction(t *testing.T) {
 	errBadToken := errors.New("identify refused")
 	t.Run("fatal", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t)
+		srv := resockettest.NewServer(t)
 		calls := 0
 		c, err := resocket.New(srv.URL, fast(resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
 			calls++
@@ -497,7 +497,7 @@ func TestHandshakeForcesAction(t *testing.T) {
 	})
 	t.Run("reidentify-and-retry", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t)
+		srv := resockettest.NewServer(t)
 		var got []resocket.Mode
 		c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
 			got = append(got, s.Mode)
@@ -537,7 +537,7 @@ func TestHandshakeForcesAction(t *testing.T) {
 	})
 	t.Run("panic", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t)
+		srv := resockettest.NewServer(t)
 		_, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithHandshake(func(context.Context, *resocket.Session) error {
 			panic("bug in the handshake")
 		}))...)
@@ -547,7 +547,7 @@ func TestHandshakeForcesAction(t *testing.T) {
 	})
 	t.Run("close-frame-during-handshake", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Read(1), faultserver.Close(4004, "bad token")}})
+		srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Close(4004, "bad token")}})
 		var m modes
 		_, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
 			if err := m.handshake(ctx, s); err != nil {
@@ -565,9 +565,9 @@ func TestHandshakeForcesAction(t *testing.T) {
 // The caller's own policy, and DefaultPolicy's overrides, decide for real.
 func TestPolicyOverrides(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t,
-		faultserver.Plan{Steps: []faultserver.Step{faultserver.Close(4014, "")}},
-		faultserver.Plan{Status: 401})
+	srv := resockettest.NewServer(t,
+		resockettest.Script{Steps: []resockettest.Step{resockettest.Close(4014, "")}},
+		resockettest.Script{Status: 401})
 	policy := resocket.DefaultPolicy.WithCode(4014, resocket.ActionRetry).WithStatus(401, resocket.ActionReidentify)
 	c, rec := newRecorded(t, srv.URL, fast(resocket.WithPolicy(policy))...)
 	if err := c.Connect(context.Background()); err != nil {
@@ -588,7 +588,7 @@ func TestPolicyOverrides(t *testing.T) {
 	}
 	equal(t, "verdicts", verdicts, []string{"4014/0 retry", "0/401 reidentify"})
 	t.Run("panicking-policy", func(t *testing.T) {
-		srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Close(4000, "")}})
+		srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Close(4000, "")}})
 		c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithPolicy(resocket.PolicyFunc(func(resocket.Disconnect) resocket.Action {
 			panic("bad policy")
 		})))...)
@@ -601,7 +601,7 @@ func TestPolicyOverrides(t *testing.T) {
 		}
 	})
 	t.Run("invalid-action", func(t *testing.T) {
-		srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Close(4000, "")}})
+		srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Close(4000, "")}})
 		c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithPolicy(resocket.PolicyFunc(func(resocket.Disconnect) resocket.Action {
 			return resocket.Action(42)
 		})))...)
@@ -618,7 +618,7 @@ func TestPolicyOverrides(t *testing.T) {
 // Close and the caller's ctx stop the client with no verdict events.
 func TestCallerStopsAreNotErrors(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
+	srv := resockettest.NewServer(t)
 	c, rec := newRecorded(t, srv.URL, fast()...)
 	if err := c.Connect(context.Background()); err != nil {
 		t.Fatal(err)

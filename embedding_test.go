@@ -15,8 +15,8 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/resocket/resocket"
-	"github.com/resocket/resocket/internal/faultserver"
 	"github.com/resocket/resocket/internal/gateway"
+	"github.com/resocket/resocket/resockettest"
 )
 
 // The embedding kit, end to end against the fake gateway in
@@ -131,7 +131,7 @@ func TestIdentifyPacingAcrossShards(t *testing.T) {
 func TestIdentifyLimiterWait(t *testing.T) {
 	t.Run("outside-the-connect-timeout", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t)
+		srv := resockettest.NewServer(t)
 		lim := resocket.NewLimiter(1, 400*time.Millisecond)
 		lim.Wait(context.Background()) // the window is taken
 		c, rec := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(lim), resocket.WithConnectTimeout(100*time.Millisecond))...)
@@ -148,7 +148,7 @@ func TestIdentifyLimiterWait(t *testing.T) {
 	})
 	t.Run("close-cuts-it", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t)
+		srv := resockettest.NewServer(t)
 		lim := resocket.NewLimiter(1, time.Hour)
 		lim.Wait(context.Background())
 		c, _ := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(lim))...)
@@ -163,7 +163,7 @@ func TestIdentifyLimiterWait(t *testing.T) {
 	})
 	t.Run("failing-limiter-is-retried", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t)
+		srv := resockettest.NewServer(t)
 		c, rec := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(&flakyLimiter{fails: 1}))...)
 		if err := c.Connect(context.Background()); err != nil {
 			t.Fatal(err)
@@ -235,7 +235,7 @@ func TestResumeURLBadInputAndSecrets(t *testing.T) {
 
 	// A resume URL's token never shows, in errors, events or logs.
 	const secret = "resume-s3cret-value"
-	srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Sleep(100 * time.Millisecond), faultserver.Reset()}})
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Sleep(100 * time.Millisecond), resockettest.Reset()}})
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	c2, rec := newRecorded(t, srv.URL, fast(resocket.WithLogger(slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))))...)
@@ -350,7 +350,7 @@ func TestCloseWithBadInputAndStates(t *testing.T) {
 	// On an open socket the server sees the code; from many goroutines,
 	// the first wins and all return.
 	got := make(chan websocket.StatusCode, 1)
-	srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Do(func(ctx context.Context, p *faultserver.Peer) error {
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
 		_, _, err := p.Conn.Read(ctx)
 		got <- websocket.CloseStatus(err)
 		return err
@@ -376,7 +376,7 @@ func TestCloseWithBadInputAndStates(t *testing.T) {
 // CloseWith inside the handshake returns, and the client closes.
 func TestCloseWithInsideTheHandshake(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
+	srv := resockettest.NewServer(t)
 	var c *resocket.Client
 	ready := make(chan struct{})
 	returned := make(chan struct{})
@@ -464,7 +464,7 @@ func (b *beatRecorder) list() []time.Duration {
 func TestApplicationHeartbeatSchedule(t *testing.T) {
 	t.Parallel()
 	const interval = 200 * time.Millisecond
-	srv := startServer(t)
+	srv := resockettest.NewServer(t)
 	var firsts []time.Duration
 	for i := 0; i < 8; i++ {
 		b := &beatRecorder{interval: interval}
@@ -504,7 +504,7 @@ func TestApplicationHeartbeatSchedule(t *testing.T) {
 func TestStalledConsumerIsNotAZombie(t *testing.T) {
 	t.Parallel()
 	const interval = 50 * time.Millisecond
-	srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.SendN(20, "m%d"), faultserver.Echo()}})
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.SendN(20, "m%d"), resockettest.Echo()}})
 	var c *resocket.Client
 	c, rec := newRecorded(t, srv.URL, fast(resocket.WithReadQueue(1), resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
 		s.Heartbeat(interval, func(ctx context.Context) error { // the server echoes the beat: that is its ACK
@@ -553,7 +553,7 @@ func TestApplicationHeartbeatFailures(t *testing.T) {
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
 			t.Parallel()
-			srv := startServer(t)
+			srv := resockettest.NewServer(t)
 			b := &beatRecorder{interval: 20 * time.Millisecond}
 			b.beat = func(ctx context.Context, s *resocket.Session) error {
 				if s.Attempt == 1 {
@@ -583,7 +583,7 @@ func TestApplicationHeartbeatFailures(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			srv := startServer(t)
+			srv := resockettest.NewServer(t)
 			_, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
 				call(s)
 				return nil
@@ -674,9 +674,9 @@ func TestWriteLimiterWait(t *testing.T) {
 // changes exactly at the socket boundary.
 func TestReadMessageAttempt(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t,
-		faultserver.Plan{Steps: []faultserver.Step{faultserver.Send("a1", "a2"), faultserver.Sleep(50 * time.Millisecond), faultserver.Reset()}},
-		faultserver.Plan{Steps: []faultserver.Step{faultserver.Send("b1"), faultserver.Echo()}},
+	srv := resockettest.NewServer(t,
+		resockettest.Script{Steps: []resockettest.Step{resockettest.Send("a1", "a2"), resockettest.Sleep(50 * time.Millisecond), resockettest.Reset()}},
+		resockettest.Script{Steps: []resockettest.Step{resockettest.Send("b1"), resockettest.Echo()}},
 	)
 	c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
 	if err != nil {
@@ -700,7 +700,7 @@ func TestReadMessageAttempt(t *testing.T) {
 // attempt ends as a 1006 with ErrZombie and is retried.
 func TestZombieDuringTheHandshake(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Silent(0)}})
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Silent(0)}})
 	var c *resocket.Client
 	c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
 		s.Heartbeat(20*time.Millisecond, func(ctx context.Context) error {

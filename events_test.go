@@ -7,13 +7,13 @@ import (
 	"time"
 
 	"github.com/resocket/resocket"
-	"github.com/resocket/resocket/internal/faultserver"
+	"github.com/resocket/resocket/resockettest"
 )
 
 // One drop, one resume, one Close: the exact events, in order.
 func TestEventSequence(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Reset()}})
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Reset()}})
 	c, rec := newRecorded(t, srv.URL, fast()...)
 	if err := c.Connect(context.Background()); err != nil {
 		t.Fatal(err)
@@ -47,8 +47,8 @@ func TestEventSequence(t *testing.T) {
 // last, before the channel closes.
 func TestEventsNeverBlockAndTerminalIsLast(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
-	srv.SetDefault(faultserver.Plan{Steps: []faultserver.Step{faultserver.Close(4000, "again")}})
+	srv := resockettest.NewServer(t)
+	srv.SetDefault(resockettest.Script{Steps: []resockettest.Step{resockettest.Close(4000, "again")}})
 	c, err := resocket.New(srv.URL, fast(resocket.WithEventBuffer(1))...)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func TestEventsNeverBlockAndTerminalIsLast(t *testing.T) {
 // comes before it.
 func TestFatalBeforeOpenEvents(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, faultserver.Plan{Status: 401})
+	srv := resockettest.NewServer(t, resockettest.Script{Status: 401})
 	c, err := resocket.New(srv.URL, fast()...)
 	if err != nil {
 		t.Fatal(err)

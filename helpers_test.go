@@ -13,22 +13,10 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/resocket/resocket"
-	"github.com/resocket/resocket/internal/faultserver"
 )
 
 // waitLimit bounds every wait in these tests; nothing should come close.
 const waitLimit = 10 * time.Second
-
-func startServer(t *testing.T, plans ...faultserver.Plan) *faultserver.Server {
-	t.Helper()
-	s, err := faultserver.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	s.Script(plans...)
-	return s
-}
 
 // fast are options that keep tests quick: no backoff, no heartbeat unless
 // a test turns it on.

@@ -12,7 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/resocket/resocket"
-	"github.com/resocket/resocket/internal/faultserver"
+	"github.com/resocket/resocket/resockettest"
 )
 
 // Servers that misbehave get the action the table gives them, a clear
@@ -23,7 +23,7 @@ import (
 // A 10 MB message against the default 1 MiB read limit is a fatal 1009
 // naming WithReadLimit, and the client never holds the 10 MB.
 func TestHostileHugeMessage(t *testing.T) {
-	srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.SendLarge(10 << 20)}})
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.SendLarge(10 << 20)}})
 	var before runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
@@ -48,10 +48,10 @@ func TestHostileHugeMessage(t *testing.T) {
 func TestHostileInvalidUTF8(t *testing.T) {
 	t.Parallel()
 	got := make(chan websocket.StatusCode, 1)
-	srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{
-		faultserver.Send("fine"),
-		faultserver.Raw(faultserver.Frame(0x1, []byte{'b', 'a', 'd', 0xff, 0xfe})),
-		faultserver.Do(func(ctx context.Context, p *faultserver.Peer) error {
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{
+		resockettest.Send("fine"),
+		resockettest.Raw(resockettest.Frame(0x1, []byte{'b', 'a', 'd', 0xff, 0xfe})),
+		resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
 			_, _, err := p.Conn.Read(ctx)
 			got <- websocket.CloseStatus(err)
 			return err
@@ -79,10 +79,10 @@ func TestHostileInvalidUTF8(t *testing.T) {
 // 1002, re-identify once.
 func TestHostileInvalidCloseCode(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{
-		faultserver.Read(1),
-		faultserver.Raw(faultserver.Frame(0x8, []byte{0x03, 0xE7})), // 999
-		faultserver.Sleep(time.Second),
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{
+		resockettest.Read(1),
+		resockettest.Raw(resockettest.Frame(0x8, []byte{0x03, 0xE7})), // 999
+		resockettest.Sleep(time.Second),
 	}})
 	var m modes
 	c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(m.handshake))...)
@@ -102,7 +102,7 @@ func TestHostileInvalidCloseCode(t *testing.T) {
 // consumer is not a dead peer, and every message arrives in order.
 func TestHostileFlood(t *testing.T) {
 	const n = 100000
-	srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.SendN(n, "flood %d")}})
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.SendN(n, "flood %d")}})
 	c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithHeartbeat(20*time.Millisecond, 500*time.Millisecond))...)
 	if err != nil {
 		t.Fatal(err)

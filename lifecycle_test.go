@@ -12,7 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/resocket/resocket"
-	"github.com/resocket/resocket/internal/faultserver"
+	"github.com/resocket/resocket/resockettest"
 )
 
 // A peer that dies while the client's pong is stuck behind a large write
@@ -21,15 +21,15 @@ import (
 // text must not make it a protocol error. The session resumes.
 func TestPeerDiesWhilePongIsStuckIsADrop(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t,
-		faultserver.Plan{Steps: []faultserver.Step{
-			faultserver.Read(1),
-			faultserver.Sleep(300 * time.Millisecond), // not reading: the client's large write fills the buffers
-			faultserver.Raw(faultserver.Frame(0x9, []byte("ping"))),
-			faultserver.Sleep(300 * time.Millisecond), // the client's pump now waits to write the pong
-			faultserver.Reset(),
+	srv := resockettest.NewServer(t,
+		resockettest.Script{Steps: []resockettest.Step{
+			resockettest.Read(1),
+			resockettest.Sleep(300 * time.Millisecond), // not reading: the client's large write fills the buffers
+			resockettest.Raw(resockettest.Frame(0x9, []byte("ping"))),
+			resockettest.Sleep(300 * time.Millisecond), // the client's pump now waits to write the pong
+			resockettest.Reset(),
 		}},
-		faultserver.Plan{Steps: []faultserver.Step{faultserver.Read(1), faultserver.Echo()}},
+		resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Echo()}},
 	)
 	var m modes
 	c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(m.handshake))...)
@@ -53,26 +53,26 @@ func TestPeerDiesWhilePongIsStuckIsADrop(t *testing.T) {
 func TestServerProtocolViolationIs1002(t *testing.T) {
 	t.Parallel()
 	for name, frame := range map[string][]byte{
-		"fragmented-ping":  {0x09, 0x00},                               // a control frame without FIN
-		"unknown-opcode":   faultserver.Frame(0x3, nil),                // reserved opcode
-		"long-ping":        faultserver.Frame(0x9, make([]byte, 200)),  // control payload over 125 bytes
-		"bad-rsv":          append([]byte{0xC1, 0x01}, 'x'),            // RSV1 without a negotiated extension
-		"lone-continue":    append([]byte{0x80, 0x01}, 'x'),            // continuation with nothing to continue
-		"short-close":      faultserver.Frame(0x8, []byte{0x03}),       // a close payload of one byte
-		"close-code-999":   faultserver.Frame(0x8, []byte{0x03, 0xe7}), // a code no one may send
-		"close-code-1005":  faultserver.Frame(0x8, []byte{0x03, 0xed}), // reserved, never on the wire
-		"close-code-5000":  faultserver.Frame(0x8, []byte{0x13, 0x88}), // outside every range
-		"close-code-1016":  faultserver.Frame(0x8, []byte{0x03, 0xf8}), // unassigned
-		"close-code-2999":  faultserver.Frame(0x8, []byte{0x0b, 0xb7}), // below the registered range
-		"close-code-1004":  faultserver.Frame(0x8, []byte{0x03, 0xec}), // reserved
-		"close-code-0":     faultserver.Frame(0x8, []byte{0x00, 0x00}), // zero
-		"close-code-1006":  faultserver.Frame(0x8, []byte{0x03, 0xee}), // reserved, never on the wire
-		"close-code-1015":  faultserver.Frame(0x8, []byte{0x03, 0xf7}), // reserved, never on the wire
-		"close-code-65535": faultserver.Frame(0x8, []byte{0xff, 0xff}), // far outside
+		"fragmented-ping":  {0x09, 0x00},                                // a control frame without FIN
+		"unknown-opcode":   resockettest.Frame(0x3, nil),                // reserved opcode
+		"long-ping":        resockettest.Frame(0x9, make([]byte, 200)),  // control payload over 125 bytes
+		"bad-rsv":          append([]byte{0xC1, 0x01}, 'x'),             // RSV1 without a negotiated extension
+		"lone-continue":    append([]byte{0x80, 0x01}, 'x'),             // continuation with nothing to continue
+		"short-close":      resockettest.Frame(0x8, []byte{0x03}),       // a close payload of one byte
+		"close-code-999":   resockettest.Frame(0x8, []byte{0x03, 0xe7}), // a code no one may send
+		"close-code-1005":  resockettest.Frame(0x8, []byte{0x03, 0xed}), // reserved, never on the wire
+		"close-code-5000":  resockettest.Frame(0x8, []byte{0x13, 0x88}), // outside every range
+		"close-code-1016":  resockettest.Frame(0x8, []byte{0x03, 0xf8}), // unassigned
+		"close-code-2999":  resockettest.Frame(0x8, []byte{0x0b, 0xb7}), // below the registered range
+		"close-code-1004":  resockettest.Frame(0x8, []byte{0x03, 0xec}), // reserved
+		"close-code-0":     resockettest.Frame(0x8, []byte{0x00, 0x00}), // zero
+		"close-code-1006":  resockettest.Frame(0x8, []byte{0x03, 0xee}), // reserved, never on the wire
+		"close-code-1015":  resockettest.Frame(0x8, []byte{0x03, 0xf7}), // reserved, never on the wire
+		"close-code-65535": resockettest.Frame(0x8, []byte{0xff, 0xff}), // far outside
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Read(1), faultserver.Raw(frame), faultserver.Sleep(time.Second)}})
+			srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Raw(frame), resockettest.Sleep(time.Second)}})
 			var m modes
 			c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(m.handshake))...)
 			if err := c.Connect(context.Background()); err != nil {
@@ -123,7 +123,7 @@ func TestDefaultBackoffByNameIsTheDefault(t *testing.T) {
 // Retrying that follows tells the new wait.
 func TestReconnectDuringWaitIsOneVerdict(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, faultserver.Plan{Status: 503})
+	srv := resockettest.NewServer(t, resockettest.Script{Status: 503})
 	c, rec := newRecorded(t, srv.URL, resocket.WithHeartbeat(0, 0),
 		resocket.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(time.Hour) }))
 	connected := make(chan error, 1)
@@ -162,7 +162,7 @@ func TestReconnectDuringWaitIsOneVerdict(t *testing.T) {
 // second joins the first, whose delay stands.
 func TestRacingReconnectsKeepTheBackoff(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
+	srv := resockettest.NewServer(t)
 	c, rec := newRecorded(t, srv.URL, resocket.WithHeartbeat(0, 0),
 		resocket.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(300 * time.Millisecond) }))
 	if err := c.Connect(context.Background()); err != nil {
@@ -197,7 +197,7 @@ func TestRacingReconnectsKeepTheBackoff(t *testing.T) {
 // next one follows the request's verdict.
 func TestReconnectCutsAHandshake(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
+	srv := resockettest.NewServer(t)
 	inHandshake := make(chan struct{}, 4)
 	var mu sync.Mutex
 	var seen []resocket.Mode
@@ -247,24 +247,24 @@ func TestHowAClientEnds(t *testing.T) {
 	open, connecting, closing, closed := resocket.StateOpen, resocket.StateConnecting, resocket.StateClosing, resocket.StateClosed
 	rows := []struct {
 		name string
-		plan faultserver.Plan
+		plan resockettest.Script
 		end  func(c *resocket.Client) error
 		want []resocket.State
 	}{
-		{"close-before-connect", faultserver.Plan{}, func(c *resocket.Client) error { return c.Close() },
+		{"close-before-connect", resockettest.Script{}, func(c *resocket.Client) error { return c.Close() },
 			[]resocket.State{closing, closed}},
-		{"close-while-connecting", faultserver.Plan{Delay: time.Hour}, func(c *resocket.Client) error {
+		{"close-while-connecting", resockettest.Script{Delay: time.Hour}, func(c *resocket.Client) error {
 			go c.Connect(context.Background())
 			time.Sleep(50 * time.Millisecond)
 			return c.Close()
 		}, []resocket.State{closing, closed}},
-		{"close-while-open", faultserver.Plan{}, func(c *resocket.Client) error {
+		{"close-while-open", resockettest.Script{}, func(c *resocket.Client) error {
 			if err := c.Connect(context.Background()); err != nil {
 				return err
 			}
 			return c.Close()
 		}, []resocket.State{open, closing, closed}},
-		{"connect-ctx-before-open", faultserver.Plan{Delay: time.Hour}, func(c *resocket.Client) error {
+		{"connect-ctx-before-open", resockettest.Script{Delay: time.Hour}, func(c *resocket.Client) error {
 			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 			defer cancel()
 			if err := c.Connect(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -272,28 +272,28 @@ func TestHowAClientEnds(t *testing.T) {
 			}
 			return nil
 		}, []resocket.State{closed}},
-		{"fatal-before-open", faultserver.Plan{Status: 401}, func(c *resocket.Client) error {
+		{"fatal-before-open", resockettest.Script{Status: 401}, func(c *resocket.Client) error {
 			if err := c.Connect(context.Background()); err == nil {
 				return errors.New("a 401 connected")
 			}
 			return nil
 		}, []resocket.State{closed}},
-		{"fatal-while-open", faultserver.Plan{Steps: []faultserver.Step{faultserver.Close(4004, "authentication failed")}}, func(c *resocket.Client) error {
+		{"fatal-while-open", resockettest.Script{Steps: []resockettest.Step{resockettest.Close(4004, "authentication failed")}}, func(c *resocket.Client) error {
 			if err := c.Connect(context.Background()); err != nil {
 				return err
 			}
 			<-c.Done()
 			return nil
 		}, []resocket.State{open, closing, closed}},
-		{"fatal-after-a-retry", faultserver.Plan{Steps: []faultserver.Step{faultserver.Reset()}}, nil,
+		{"fatal-after-a-retry", resockettest.Script{Steps: []resockettest.Step{resockettest.Reset()}}, nil,
 			[]resocket.State{open, connecting, closed}},
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
 			t.Parallel()
-			srv := startServer(t, row.plan)
+			srv := resockettest.NewServer(t, row.plan)
 			if row.end == nil { // a drop, then a 401: CONNECTING→CLOSED
-				srv.SetDefault(faultserver.Plan{Status: 401})
+				srv.SetDefault(resockettest.Script{Status: 401})
 				row.end = func(c *resocket.Client) error {
 					if err := c.Connect(context.Background()); err != nil {
 						return err
@@ -331,8 +331,8 @@ func TestErrorTextHasOnePrefix(t *testing.T) {
 	}
 	t.Run("connect-timeout-after-503", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t, faultserver.Plan{Status: 503})
-		srv.SetDefault(faultserver.Plan{Status: 503})
+		srv := resockettest.NewServer(t, resockettest.Script{Status: 503})
+		srv.SetDefault(resockettest.Script{Status: 503})
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
 		_, err := resocket.Dial(ctx, srv.URL, fast()...)
@@ -340,7 +340,7 @@ func TestErrorTextHasOnePrefix(t *testing.T) {
 	})
 	t.Run("fatal-close-code", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t, faultserver.Plan{Steps: []faultserver.Step{faultserver.Close(4014, "disallowed intents")}})
+		srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Close(4014, "disallowed intents")}})
 		c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
 		if err != nil {
 			t.Fatal(err)
@@ -353,8 +353,8 @@ func TestErrorTextHasOnePrefix(t *testing.T) {
 	})
 	t.Run("reidentify-loop", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t)
-		srv.SetDefault(faultserver.Plan{Steps: []faultserver.Step{faultserver.Close(4003, "not authenticated")}})
+		srv := resockettest.NewServer(t)
+		srv.SetDefault(resockettest.Script{Steps: []resockettest.Step{resockettest.Close(4003, "not authenticated")}})
 		c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
 		if err == nil {
 			waitDone(t, c)
@@ -364,7 +364,7 @@ func TestErrorTextHasOnePrefix(t *testing.T) {
 	})
 	t.Run("fatal-upgrade", func(t *testing.T) {
 		t.Parallel()
-		srv := startServer(t, faultserver.Plan{Status: 401})
+		srv := resockettest.NewServer(t, resockettest.Script{Status: 401})
 		_, err := resocket.Dial(context.Background(), srv.URL, fast()...)
 		check(t, err, "upgrade answered 401")
 	})

@@ -8,12 +8,13 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/resocket/resocket"
+	"github.com/resocket/resocket/resockettest"
 )
 
 // Bad input is a clear error from New that names the problem, and nothing
 // is dialed.
 func TestNewRejectsBadInput(t *testing.T) {
-	srv := startServer(t)
+	srv := resockettest.NewServer(t)
 	rows := []struct {
 		url  string
 		opts []resocket.Option

@@ -15,7 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/resocket/resocket"
-	"github.com/resocket/resocket/internal/faultserver"
+	"github.com/resocket/resocket/resockettest"
 )
 
 func TestRedactURL(t *testing.T) {
@@ -56,20 +56,20 @@ func (s *syncBuffer) String() string {
 // header: no error, event or debug log line may contain it.
 func TestSecretsNeverLeak(t *testing.T) {
 	const queryToken, headerToken = "q-s3cr3t-T0KEN", "h-s3cr3t-T0KEN"
-	srv := startServer(t)
+	srv := resockettest.NewServer(t)
 	paths := []struct {
 		name string
 		url  string
-		plan *faultserver.Plan
+		plan *resockettest.Script
 		hs   func(context.Context, *resocket.Session) error
 	}{
 		{name: "refused", url: refusedURL(t)},
-		{name: "upgrade-401", plan: &faultserver.Plan{Status: 401, Body: "bad token"}},
-		{name: "upgrade-503", plan: &faultserver.Plan{Status: 503, Header: http.Header{"Retry-After": {"0"}}}},
-		{name: "bad-accept", plan: &faultserver.Plan{BadAccept: true}},
-		{name: "slow-upgrade", plan: &faultserver.Plan{Delay: time.Second}},
-		{name: "close-reason-echoes-token", plan: &faultserver.Plan{Steps: []faultserver.Step{faultserver.Close(4004, "bad token "+queryToken)}}},
-		{name: "reset", plan: &faultserver.Plan{Steps: []faultserver.Step{faultserver.Reset()}}},
+		{name: "upgrade-401", plan: &resockettest.Script{Status: 401, Body: "bad token"}},
+		{name: "upgrade-503", plan: &resockettest.Script{Status: 503, Header: http.Header{"Retry-After": {"0"}}}},
+		{name: "bad-accept", plan: &resockettest.Script{BadAccept: true}},
+		{name: "slow-upgrade", plan: &resockettest.Script{Delay: time.Second}},
+		{name: "close-reason-echoes-token", plan: &resockettest.Script{Steps: []resockettest.Step{resockettest.Close(4004, "bad token "+queryToken)}}},
+		{name: "reset", plan: &resockettest.Script{Steps: []resockettest.Step{resockettest.Reset()}}},
 		{name: "handshake-error-names-token", hs: func(context.Context, *resocket.Session) error {
 			return resocket.Fatal(fmt.Errorf("identify with %s and Bearer %s refused", queryToken, headerToken))
 		}},
@@ -77,9 +77,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 	}
 	for _, p := range paths {
 		t.Run(p.name, func(t *testing.T) {
-			s := startServer(t)
+			s := resockettest.NewServer(t)
 			if p.plan != nil {
-				s.Script(*p.plan)
+				s.Queue(*p.plan)
 			}
 			base := s.URL
 			if p.url != "" {

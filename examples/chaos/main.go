@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/resocket/resocket/internal/chaos"
-	"github.com/resocket/resocket/internal/faultserver"
+	"github.com/resocket/resocket/resockettest"
 )
 
 func main() {
@@ -33,7 +33,7 @@ func run() error {
 	seed := flag.Uint64("seed", uint64(time.Now().UnixNano()), "random seed")
 	flag.Parse()
 
-	srv, err := faultserver.Start()
+	srv, err := resockettest.Start()
 	if err != nil {
 		return err
 	}

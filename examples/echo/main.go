@@ -18,7 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/resocket/resocket"
-	"github.com/resocket/resocket/internal/faultserver"
+	"github.com/resocket/resocket/resockettest"
 )
 
 func main() {
@@ -35,14 +35,14 @@ func run() error {
 
 	local := *url == ""
 	if local {
-		srv, err := faultserver.Start()
+		srv, err := resockettest.Start()
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
 		// The first socket echoes three messages, then the TCP connection
 		// is reset without a close frame; later sockets echo.
-		srv.Script(faultserver.Plan{Steps: []faultserver.Step{faultserver.EchoN(3), faultserver.Reset()}})
+		srv.Queue(resockettest.Script{Steps: []resockettest.Step{resockettest.EchoN(3), resockettest.Reset()}})
 		*url = srv.URL
 		fmt.Println("local server:", srv.URL)
 	}

@@ -26,7 +26,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/resocket/resocket"
-	"github.com/resocket/resocket/internal/faultserver"
+	"github.com/resocket/resocket/resockettest"
 )
 
 // Config sets the size of a run.
@@ -36,7 +36,7 @@ type Config struct {
 	Timeout  time.Duration // the run ends after this long in any case
 	Seed     uint64        // the random faults; the same seed draws the same sequence
 	URL      string        // dial this instead of the server (a proxy in front of it); "" for the server itself
-	Server   *faultserver.Server
+	Server   *resockettest.Server
 	Progress io.Writer // a line per second, or nil
 }
 
@@ -217,12 +217,12 @@ func (r *runner) finished() bool { return r.seen.Load() >= int64(r.cfg.Faults) }
 
 // plan is the server's planner: a fault for every connection until enough
 // were injected, then healthy echo.
-func (r *runner) plan(req *http.Request, index int) faultserver.Plan {
+func (r *runner) plan(req *http.Request, index int) resockettest.Script {
 	id, _ := strconv.Atoi(req.URL.Query().Get("client"))
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if id == 0 || r.pending == nil || r.injected.Load() >= int64(r.cfg.Faults) {
-		return faultserver.Plan{Steps: []faultserver.Step{faultserver.Read(1), faultserver.Echo()}}
+		return resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Echo()}}
 	}
 	f := draw(r.rng, Faults)
 	r.injected.Add(1)

@@ -10,8 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/resocket/resocket/internal/chaos"
-	"github.com/resocket/resocket/internal/faultproxy"
-	"github.com/resocket/resocket/internal/faultserver"
+	"github.com/resocket/resocket/resockettest"
 )
 
 func TestMain(m *testing.M) {
@@ -56,19 +55,19 @@ func TestChaosSoak(t *testing.T) {
 }
 
 func soak(t *testing.T, viaProxy bool, clients, faults int, timeout time.Duration) {
-	srv, err := faultserver.Start()
+	srv, err := resockettest.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
 	url := ""
 	if viaProxy {
-		proxy, err := faultproxy.Start(srv.Addr())
+		proxy, err := resockettest.StartProxy(srv.Addr())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer proxy.Close()
-		proxy.SetDefault(faultproxy.Settings{Latency: 2 * time.Millisecond})
+		proxy.SetDefault(resockettest.Settings{Latency: 2 * time.Millisecond})
 		url = proxy.URL
 	}
 	seed := uint64(time.Now().UnixNano())

@@ -9,7 +9,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/resocket/resocket"
-	"github.com/resocket/resocket/internal/faultserver"
+	"github.com/resocket/resocket/resockettest"
 )
 
 // Fault is one row of the classification table, as something a server
@@ -20,7 +20,7 @@ type Fault struct {
 	Code   websocket.StatusCode // the close code the client must report, or 0
 	Status int                  // the upgrade status it must report, or 0
 	Weight int                  // how often it is drawn, relative to the others
-	plan   func(rng *rand.Rand, conn int) faultserver.Plan
+	plan   func(rng *rand.Rand, conn int) resockettest.Script
 }
 
 // Faults lists every row the chaos run draws from.
@@ -54,11 +54,11 @@ var Faults = []Fault{
 	closeFault(4014, resocket.ActionFatal, 1),
 	closeFault(3000, resocket.ActionRetry, 1),
 	closeFault(4100, resocket.ActionRetry, 1),
-	openFault("tcp-reset", websocket.StatusAbnormalClosure, 6, faultserver.Reset()),
-	openFault("tcp-fin", websocket.StatusAbnormalClosure, 3, faultserver.Hangup()),
+	openFault("tcp-reset", websocket.StatusAbnormalClosure, 6, resockettest.Reset()),
+	openFault("tcp-fin", websocket.StatusAbnormalClosure, 3, resockettest.Hangup()),
 	{Name: "silent-peer", Want: resocket.ActionRetry, Code: websocket.StatusAbnormalClosure, Weight: 3,
-		plan: func(rng *rand.Rand, conn int) faultserver.Plan {
-			return faultserver.Plan{Steps: []faultserver.Step{faultserver.Read(1), faultserver.Silent(1500 * time.Millisecond)}}
+		plan: func(rng *rand.Rand, conn int) resockettest.Script {
+			return resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Silent(1500 * time.Millisecond)}}
 		}},
 	statusFault(500, "", resocket.ActionRetry, 1),
 	statusFault(502, "", resocket.ActionRetry, 2),
@@ -79,34 +79,34 @@ var Faults = []Fault{
 	statusFault(404, "", resocket.ActionFatal, 1),
 	statusFault(426, "", resocket.ActionFatal, 1),
 	{Name: "bad-accept", Want: resocket.ActionFatal, Status: 101, Weight: 1,
-		plan: func(*rand.Rand, int) faultserver.Plan { return faultserver.Plan{BadAccept: true} }},
+		plan: func(*rand.Rand, int) resockettest.Script { return resockettest.Script{BadAccept: true} }},
 	{Name: "slow-upgrade", Want: resocket.ActionRetry, Weight: 2,
-		plan: func(*rand.Rand, int) faultserver.Plan { return faultserver.Plan{Delay: 2 * time.Second} }},
+		plan: func(*rand.Rand, int) resockettest.Script { return resockettest.Script{Delay: 2 * time.Second} }},
 	{Name: "trickle-upgrade", Want: resocket.ActionRetry, Weight: 1,
-		plan: func(*rand.Rand, int) faultserver.Plan { return faultserver.Plan{Trickle: 50 * time.Millisecond} }},
+		plan: func(*rand.Rand, int) resockettest.Script { return resockettest.Script{Trickle: 50 * time.Millisecond} }},
 }
 
 // preamble reads the handshake's hello and sends a numbered burst:
 // "c<conn>:<seq>" for seq from 1.
-func preamble(rng *rand.Rand, conn int) []faultserver.Step {
-	return []faultserver.Step{faultserver.Read(1), faultserver.SendN(rng.IntN(30), fmt.Sprintf("c%d:%%d", conn))}
+func preamble(rng *rand.Rand, conn int) []resockettest.Step {
+	return []resockettest.Step{resockettest.Read(1), resockettest.SendN(rng.IntN(30), fmt.Sprintf("c%d:%%d", conn))}
 }
 
 func closeFault(code websocket.StatusCode, want resocket.Action, weight int) Fault {
 	return Fault{Name: fmt.Sprintf("close-%d", code), Want: want, Code: code, Weight: weight,
-		plan: func(rng *rand.Rand, conn int) faultserver.Plan {
+		plan: func(rng *rand.Rand, conn int) resockettest.Script {
 			steps := preamble(rng, conn)
 			up := time.Duration(rng.IntN(60)) * time.Millisecond
-			return faultserver.Plan{Steps: append(steps, faultserver.EchoThen(up, faultserver.Close(code, "chaos")))}
+			return resockettest.Script{Steps: append(steps, resockettest.EchoThen(up, resockettest.Close(code, "chaos")))}
 		}}
 }
 
-func openFault(name string, code websocket.StatusCode, weight int, fault faultserver.Step) Fault {
+func openFault(name string, code websocket.StatusCode, weight int, fault resockettest.Step) Fault {
 	return Fault{Name: name, Want: resocket.ActionRetry, Code: code, Weight: weight,
-		plan: func(rng *rand.Rand, conn int) faultserver.Plan {
+		plan: func(rng *rand.Rand, conn int) resockettest.Script {
 			steps := preamble(rng, conn)
 			up := time.Duration(rng.IntN(60)) * time.Millisecond
-			return faultserver.Plan{Steps: append(steps, faultserver.EchoThen(up, fault))}
+			return resockettest.Script{Steps: append(steps, resockettest.EchoThen(up, fault))}
 		}}
 }
 
@@ -118,8 +118,8 @@ func statusFault(status int, retryAfter string, want resocket.Action, weight int
 		h.Set("Retry-After", retryAfter)
 	}
 	return Fault{Name: name, Want: want, Status: status, Weight: weight,
-		plan: func(*rand.Rand, int) faultserver.Plan {
-			return faultserver.Plan{Status: status, Header: h}
+		plan: func(*rand.Rand, int) resockettest.Script {
+			return resockettest.Script{Status: status, Header: h}
 		}}
 }
 

@@ -13,7 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/resocket/resocket"
-	"github.com/resocket/resocket/internal/faultserver"
+	"github.com/resocket/resocket/resockettest"
 )
 
 func nginxPath() (string, error) {
@@ -95,12 +95,12 @@ http {
 	return "ws://" + addr + "/"
 }
 
-func startBackend(t *testing.T, addr string) *faultserver.Server {
+func startBackend(t *testing.T, addr string) *resockettest.Server {
 	t.Helper()
-	var srv *faultserver.Server
+	var srv *resockettest.Server
 	var err error
 	for deadline := time.Now().Add(waitLimit); ; { // the port may linger a moment after a stop
-		if srv, err = faultserver.StartOn(addr); err == nil {
+		if srv, err = resockettest.StartOn(addr); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -109,7 +109,7 @@ func startBackend(t *testing.T, addr string) *faultserver.Server {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Cleanup(srv.Close) // also when the test skips for want of nginx
-	srv.SetDefault(faultserver.Plan{Steps: []faultserver.Step{faultserver.Read(1), faultserver.Echo()}})
+	srv.SetDefault(resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Echo()}})
 	return srv
 }
 
@@ -149,7 +149,7 @@ func TestNginx4014IsFatal(t *testing.T) {
 	backendAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	backend := startBackend(t, backendAddr)
 	defer backend.Close()
-	backend.Script(faultserver.Plan{Steps: []faultserver.Step{faultserver.Read(1), faultserver.Close(4014, "disallowed intents")}})
+	backend.Queue(resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Close(4014, "disallowed intents")}})
 	url := startNginx(t, backendAddr, 10*time.Second)
 	var m modes
 	c, err := resocket.Dial(context.Background(), url, quick(resocket.WithHandshake(m.handshake))...)

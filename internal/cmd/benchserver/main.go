@@ -11,20 +11,20 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/resocket/resocket/internal/faultserver"
+	"github.com/resocket/resocket/resockettest"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9001", "loopback address to listen on")
 	flag.Parse()
-	srv, err := faultserver.StartOn(*addr)
+	srv, err := resockettest.StartOn(*addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchserver:", err)
 		os.Exit(1)
 	}
 	defer srv.Close()
 	// Idle clients: read until they leave, answering pings.
-	srv.SetDefault(faultserver.Plan{})
+	srv.SetDefault(resockettest.Script{})
 	fmt.Println("listening on", srv.URL)
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, os.Interrupt)

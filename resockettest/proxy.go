@@ -1,26 +1,27 @@
-// Package faultproxy is a TCP proxy on 127.0.0.1 that stands between a
-// client and a server and, on command and per connection, passes bytes
-// through, adds latency, throttles bandwidth, black-holes (accepts bytes
-// and forwards nothing while the TCP connection stays open: the silent
-// network only heartbeats catch), half-closes or resets.
-package faultproxy
+package resockettest
 
 import (
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 )
 
-// Settings shape the traffic of one connection, in both directions.
+// Settings shape the traffic of one proxied connection, in both
+// directions. The zero value passes bytes straight through.
 type Settings struct {
 	Latency   time.Duration // added to every chunk, each way
 	Bandwidth int           // bytes per second each way; 0 is unlimited
 	Blackhole bool          // swallow everything, forward nothing
 }
 
-// Proxy forwards connections to one target.
+// Proxy is a TCP proxy on 127.0.0.1 between a client and one target.
+// Per connection and on command, while connections are live, it passes
+// bytes through, adds latency, throttles bandwidth, black-holes (takes
+// bytes and forwards nothing while the TCP connection stays open: the
+// silent network only a heartbeat notices), half-closes or resets.
 type Proxy struct {
 	// URL is ws://127.0.0.1:port/, the proxy's address as a WebSocket URL.
 	URL string
@@ -31,12 +32,12 @@ type Proxy struct {
 
 	mu     sync.Mutex
 	def    Settings
-	conns  []*Conn
+	conns  []*ProxyConn
 	closed bool
 }
 
-// Conn is one proxied connection.
-type Conn struct {
+// ProxyConn is one proxied connection.
+type ProxyConn struct {
 	client, server net.Conn
 	settings       atomic.Pointer[Settings]
 	done           chan struct{}
@@ -44,8 +45,21 @@ type Conn struct {
 	pipes          atomic.Int32 // directions still copying
 }
 
-// Start listens on 127.0.0.1 and forwards to target (host:port).
-func Start(target string) (*Proxy, error) {
+// NewProxy starts a Proxy to target (host:port) that is closed when the
+// test ends; it fails the test if it cannot listen.
+func NewProxy(t testing.TB, target string) *Proxy {
+	t.Helper()
+	p, err := StartProxy(target)
+	if err != nil {
+		t.Fatalf("resockettest: %v", err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// StartProxy listens on 127.0.0.1 and forwards to target (host:port).
+// The caller must Close it.
+func StartProxy(target string) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -77,14 +91,14 @@ func (p *Proxy) SetAll(s Settings) {
 }
 
 // Conns returns the open connections, oldest first.
-func (p *Proxy) Conns() []*Conn {
+func (p *Proxy) Conns() []*ProxyConn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]*Conn(nil), p.conns...)
+	return append([]*ProxyConn(nil), p.conns...)
 }
 
 // Last returns the newest connection, or nil.
-func (p *Proxy) Last() *Conn {
+func (p *Proxy) Last() *ProxyConn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.conns) == 0 {
@@ -94,11 +108,15 @@ func (p *Proxy) Last() *Conn {
 }
 
 // Close stops accepting, resets every connection and waits for its
-// goroutines.
+// goroutines. It may be called more than once.
 func (p *Proxy) Close() {
 	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
 	p.closed = true
-	conns := append([]*Conn(nil), p.conns...)
+	conns := append([]*ProxyConn(nil), p.conns...)
 	p.mu.Unlock()
 	p.ln.Close()
 	for _, c := range conns {
@@ -119,7 +137,7 @@ func (p *Proxy) accept() {
 			reset(client)
 			continue
 		}
-		c := &Conn{client: client, server: server, done: make(chan struct{})}
+		c := &ProxyConn{client: client, server: server, done: make(chan struct{})}
 		c.pipes.Store(2)
 		p.mu.Lock()
 		if p.closed {
@@ -139,17 +157,17 @@ func (p *Proxy) accept() {
 }
 
 // Set changes this connection's settings; they apply to the next chunk.
-func (c *Conn) Set(s Settings) { c.settings.Store(&s) }
+func (c *ProxyConn) Set(s Settings) { c.settings.Store(&s) }
 
 // Blackhole starts or stops swallowing this connection's bytes.
-func (c *Conn) Blackhole(on bool) {
+func (c *ProxyConn) Blackhole(on bool) {
 	s := *c.settings.Load()
 	s.Blackhole = on
 	c.Set(s)
 }
 
 // Reset drops both sides with an RST.
-func (c *Conn) Reset() {
+func (c *ProxyConn) Reset() {
 	c.once.Do(func() { close(c.done) })
 	reset(c.client)
 	reset(c.server)
@@ -157,7 +175,7 @@ func (c *Conn) Reset() {
 
 // HalfClose sends a FIN to the client (no more bytes from the server)
 // while the proxy keeps reading what the client sends.
-func (c *Conn) HalfClose() {
+func (c *ProxyConn) HalfClose() {
 	if tc, ok := c.client.(*net.TCPConn); ok {
 		tc.CloseWrite()
 	}
@@ -171,7 +189,7 @@ type chunk struct {
 // pipe copies src to dst through the connection's settings: a reader that
 // stamps each chunk with its due time, a writer that waits for it and
 // paces by bandwidth.
-func (p *Proxy) pipe(c *Conn, src, dst net.Conn) {
+func (p *Proxy) pipe(c *ProxyConn, src, dst net.Conn) {
 	defer p.wg.Done()
 	queue := make(chan chunk, 64)
 	writerDone := make(chan struct{})
@@ -242,11 +260,4 @@ func (p *Proxy) pipe(c *Conn, src, dst net.Conn) {
 		}
 		p.mu.Unlock()
 	}
-}
-
-func reset(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetLinger(0)
-	}
-	c.Close()
 }

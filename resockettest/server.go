@@ -1,12 +1,4 @@
-// Package faultserver is a real WebSocket server on 127.0.0.1 whose every
-// connection follows a script: answer the upgrade with any status and
-// headers, delay or trickle it, send a bad accept key, then send, read,
-// echo, close with any code, reset the TCP connection or go silent.
-//
-// Scripts are queued with Script and taken one per connection, in order;
-// a connection that finds the queue empty follows the default plan, which
-// echoes until the client goes away.
-package faultserver
+package resockettest
 
 import (
 	"bufio"
@@ -17,14 +9,19 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 )
 
-// Plan is what the server does with one connection.
-type Plan struct {
+// Script is what the server does with one connection: answer the upgrade
+// (after Delay, with Status, Header and Body instead of upgrading, or with
+// a broken 101), then run Steps on the socket. The zero Script upgrades
+// and holds the socket, answering pings, until the client leaves.
+type Script struct {
 	// Delay waits before answering the upgrade.
 	Delay time.Duration
 	// Status, when not 0, answers the upgrade with this HTTP status,
@@ -37,13 +34,17 @@ type Plan struct {
 	// Trickle answers a valid 101 one byte per Trickle, then hangs up: a
 	// slow-trickle upgrade.
 	Trickle time.Duration
-	// Steps run in order on the upgraded socket. When they end with the
-	// socket still open, the server keeps reading (answering pings) until
-	// the client goes away.
+	// Steps run in order on the upgraded socket: the server side of a
+	// handshake (Do, ReadMode), messages (Send), and an ending (Close,
+	// Reset, Hangup, Silent, Echo). When they end with the socket still
+	// open, the server holds it, reading (answering pings, recording
+	// nothing) until the client goes away. A Step that returns an error
+	// ends the socket.
 	Steps []Step
 }
 
-// Step is one scripted action on an upgraded socket.
+// Step is one scripted action on an upgraded socket. Any
+// func(ctx, *Peer) error is a Step; ctx ends when the server closes.
 type Step func(ctx context.Context, p *Peer) error
 
 // Peer is the server side of one upgraded connection.
@@ -57,13 +58,33 @@ type Peer struct {
 type ConnInfo struct {
 	Index  int         // 1 for the first connection
 	Header http.Header // the upgrade request's headers
-	URL    string      // the request URI
+	URL    string      // the request URI: path and query
+	Path   string      // the URL's path
+	Query  url.Values  // the URL's query
 
 	mu       sync.Mutex
 	received []string
+	mode     string
 }
 
-// Received returns the messages read from the client so far.
+// Mode returns what SetMode or ReadMode recorded: the mode in which the
+// client identified on this connection.
+func (c *ConnInfo) Mode() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mode
+}
+
+// SetMode records the mode in which the client identified on this
+// connection; call it from a handshake Step.
+func (c *ConnInfo) SetMode(mode string) {
+	c.mu.Lock()
+	c.mode = mode
+	c.mu.Unlock()
+}
+
+// Received returns the messages the steps read from the client so far
+// (Read, ReadMode, Echo), in order.
 func (c *ConnInfo) Received() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -76,7 +97,11 @@ func (c *ConnInfo) record(m string) {
 	c.mu.Unlock()
 }
 
-// Server is a scripted WebSocket server.
+// Server is a WebSocket server on 127.0.0.1 that follows a Script per
+// connection. Scripts are taken one per connection, in the order given
+// (to NewServer, Start or Queue); a connection that finds none left
+// follows the default Script, which echoes until the client leaves (see
+// SetDefault and SetPlanner). All its methods are safe for concurrent use.
 type Server struct {
 	// URL is ws://127.0.0.1:port/.
 	URL string
@@ -88,9 +113,9 @@ type Server struct {
 	wg     sync.WaitGroup
 
 	mu      sync.Mutex
-	plans   []Plan
-	def     Plan
-	planner func(r *http.Request, index int) Plan
+	plans   []Script
+	def     Script
+	planner func(r *http.Request, index int) Script
 	conns   []*ConnInfo
 	count   int
 	tcp     map[net.Conn]struct{}
@@ -99,13 +124,27 @@ type Server struct {
 
 type connKey struct{}
 
-// Start listens on 127.0.0.1 on a free port and serves.
-func Start() (*Server, error) {
-	return StartOn("127.0.0.1:0")
+// NewServer starts a Server with scripts, closed when the test ends (with
+// no goroutine left); it fails the test if it cannot listen.
+func NewServer(t testing.TB, scripts ...Script) *Server {
+	t.Helper()
+	s, err := Start(scripts...)
+	if err != nil {
+		t.Fatalf("resockettest: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
 }
 
-// StartOn listens on addr (a loopback address) and serves.
-func StartOn(addr string) (*Server, error) {
+// Start listens on 127.0.0.1 on a free port and serves scripts. The
+// caller must Close it.
+func Start(scripts ...Script) (*Server, error) {
+	return StartOn("127.0.0.1:0", scripts...)
+}
+
+// StartOn listens on addr (a loopback address) and serves scripts. The
+// caller must Close it.
+func StartOn(addr string, scripts ...Script) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -116,7 +155,8 @@ func StartOn(addr string) (*Server, error) {
 		ln:     ln,
 		ctx:    ctx,
 		cancel: cancel,
-		def:    Plan{Steps: []Step{Echo()}},
+		def:    Script{Steps: []Step{Echo()}},
+		plans:  scripts,
 		tcp:    map[net.Conn]struct{}{},
 	}
 	s.http = &http.Server{
@@ -148,24 +188,29 @@ func StartOn(addr string) (*Server, error) {
 // Addr returns the listening address, host:port.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Script queues plans, one per future connection.
-func (s *Server) Script(plans ...Plan) {
+// Queue adds scripts, one per future connection, after those already
+// queued.
+func (s *Server) Queue(scripts ...Script) {
 	s.mu.Lock()
-	s.plans = append(s.plans, plans...)
+	s.plans = append(s.plans, scripts...)
 	s.mu.Unlock()
 }
 
-// SetDefault sets the plan for connections that find the queue empty.
-func (s *Server) SetDefault(p Plan) {
+// SetDefault sets the Script for connections that find the queue empty:
+// the last Script, repeated, for a server that should answer every
+// connection alike.
+func (s *Server) SetDefault(p Script) {
 	s.mu.Lock()
 	s.def = p
 	s.mu.Unlock()
 }
 
 // SetPlanner makes every connection that finds the queue empty ask f for
-// its plan, with the upgrade request and the connection's index (from 1).
-// f is called with the server's lock held and must not call the server.
-func (s *Server) SetPlanner(f func(r *http.Request, index int) Plan) {
+// its Script, with the upgrade request and the connection's index (from
+// 1). f is called with the server's lock held and must not call the
+// server. Connections planned this way keep no records (Conns), so that
+// a long soak does not grow.
+func (s *Server) SetPlanner(f func(r *http.Request, index int) Script) {
 	s.mu.Lock()
 	s.planner = f
 	s.mu.Unlock()
@@ -176,6 +221,16 @@ func (s *Server) Conns() []*ConnInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]*ConnInfo(nil), s.conns...)
+}
+
+// Modes returns the mode each connection recorded (SetMode, ReadMode), in
+// order; "" for a connection that recorded none.
+func (s *Server) Modes() []string {
+	var out []string
+	for _, c := range s.Conns() {
+		out = append(out, c.Mode())
+	}
+	return out
 }
 
 // Accepted returns how many connections reached the handler.
@@ -218,7 +273,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.wg.Add(1)
 	defer s.wg.Done()
-	info := &ConnInfo{Index: len(s.conns) + s.count + 1, Header: r.Header.Clone(), URL: r.RequestURI}
+	info := &ConnInfo{Index: len(s.conns) + s.count + 1, Header: r.Header.Clone(), URL: r.RequestURI,
+		Path: r.URL.Path, Query: r.URL.Query()}
 	plan := s.def
 	switch {
 	case len(s.plans) > 0:
@@ -343,7 +399,7 @@ func reset(c net.Conn) {
 	c.Close()
 }
 
-var errStop = errors.New("faultserver: socket ended by the script")
+var errStop = errors.New("resockettest: socket ended by the script")
 
 // Send sends each message as text.
 func Send(msgs ...string) Step {
@@ -373,6 +429,20 @@ func SendN(n int, format string) Step {
 func SendBytes(n int) Step {
 	return func(ctx context.Context, p *Peer) error {
 		return p.Conn.Write(ctx, websocket.MessageBinary, make([]byte, n))
+	}
+}
+
+// ReadMode reads one message, the client's handshake saying which mode it
+// identifies in, and records it as the connection's mode (see Modes).
+func ReadMode() Step {
+	return func(ctx context.Context, p *Peer) error {
+		_, b, err := p.Conn.Read(ctx)
+		if err != nil {
+			return err
+		}
+		p.Info.record(string(b))
+		p.Info.SetMode(string(b))
+		return nil
 	}
 }
 
