@@ -207,15 +207,15 @@ func (p *Proxy) pipe(c *ProxyConn, src, dst net.Conn) {
 			if s.Blackhole {
 				continue
 			}
-			if _, err := dst.Write(ch.b); err != nil {
-				return
-			}
-			if s.Bandwidth > 0 {
+			if s.Bandwidth > 0 { // a chunk arrives once its bytes had time to cross
 				select {
 				case <-time.After(time.Duration(len(ch.b)) * time.Second / time.Duration(s.Bandwidth)):
 				case <-c.done:
 					return
 				}
+			}
+			if _, err := dst.Write(ch.b); err != nil {
+				return
 			}
 		}
 		if tc, ok := dst.(*net.TCPConn); ok {
