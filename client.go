@@ -237,6 +237,12 @@ func (c *Client) Read(ctx context.Context) (websocket.MessageType, []byte, error
 
 // ReadMessage is Read, plus which socket the message came from.
 func (c *Client) ReadMessage(ctx context.Context) (Message, error) {
+	if c.cfg.onMessage != nil {
+		if st := c.State(); st == StateClosed {
+			return Message{}, c.Err()
+		}
+		return Message{}, ErrOnMessage
+	}
 	select {
 	case m := <-c.queue:
 		return m, nil

@@ -37,6 +37,9 @@ var (
 	ErrInvalidUTF8 = errors.New("text message is not valid UTF-8")
 	// ErrReconnectRequested is the Err of a disconnect made by Reconnect.
 	ErrReconnectRequested = errors.New("reconnect requested")
+	// ErrOnMessage is what Read and ReadMessage return, until the client
+	// is CLOSED, when WithOnMessage delivers the messages instead.
+	ErrOnMessage = errors.New("resocket: messages go to the WithOnMessage handler, not to Read")
 )
 
 // UpgradeError is the cause when the server answered the WebSocket upgrade

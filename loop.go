@@ -246,7 +246,7 @@ func (l *loop) finish() {
 	if s := l.sock; s != nil {
 		code, reason := closeCode(req)
 		c.closeSocket(s, code, reason)
-		s.waitPump()
+		c.waitPumpUnlessInHandler(s)
 	}
 	if c.transport != nil {
 		c.transport.CloseIdleConnections()

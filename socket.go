@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -73,6 +74,16 @@ func (s *socket) waitPump() {
 	if s.pumpDone != nil {
 		<-s.pumpDone
 	}
+}
+
+// waitPumpUnlessInHandler waits for the pump, except when it is inside
+// the WithOnMessage handler: the handler may be what is closing the
+// client, and the pump ends on its own when the handler returns.
+func (c *Client) waitPumpUnlessInHandler(s *socket) {
+	if c.cfg.onMessage != nil && s.stalled.Load() {
+		return
+	}
+	s.waitPump()
 }
 
 // connect paces an identify, then dials and runs the handshake, bounded
@@ -248,7 +259,11 @@ func (l *loop) serve(s *socket) (*outcome, bool) {
 	c := l.c
 	openedAt := time.Now()
 	s.readErr, s.pumpDone = make(chan error, 1), make(chan struct{})
-	go c.pump(s)
+	if c.cfg.onMessage != nil {
+		go c.pumpToHandler(s)
+	} else {
+		go c.pump(s)
+	}
 	stopPing := c.startPing(s)
 	defer stopPing()
 
@@ -337,6 +352,70 @@ func (c *Client) pump(s *socket) {
 		case <-c.life.Done():
 			s.readErr <- c.life.Err()
 			return
+		}
+	}
+}
+
+// maxKeptBuffer bounds the buffer pumpToHandler keeps between messages:
+// one huge message should not pin its size for the socket's life.
+const maxKeptBuffer = 1 << 20
+
+// pumpToHandler reads the socket and calls the WithOnMessage handler on
+// this goroutine, reusing one buffer. While the handler runs the socket
+// counts as stalled, so a long handler is not taken for a dead peer.
+func (c *Client) pumpToHandler(s *socket) {
+	defer close(s.pumpDone)
+	buf := make([]byte, 0, 512)
+	for {
+		typ, r, err := s.conn.Reader(context.Background())
+		if err == nil {
+			buf, err = readAll(buf[:0], r)
+		}
+		if err == nil && typ == websocket.MessageText && !utf8.Valid(buf) {
+			err = ErrInvalidUTF8 // RFC 6455 §8.1: fail the connection, with 1007
+		}
+		if err == nil {
+			err = c.handle(s, Message{Type: typ, Data: buf, Attempt: s.attempt})
+		}
+		if err != nil {
+			s.readErr <- err
+			return
+		}
+		if cap(buf) > maxKeptBuffer {
+			buf = make([]byte, 0, 512)
+		}
+	}
+}
+
+// handle calls the handler; a panic in it stops the client.
+func (c *Client) handle(s *socket, m Message) (err error) {
+	s.stalls.Add(1)
+	s.stalled.Store(true)
+	defer func() {
+		s.stalled.Store(false)
+		if p := recover(); p != nil {
+			err = fmt.Errorf("message handler panicked: %v", p)
+			fatal := ActionFatal
+			s.fail(outcome{d: Disconnect{Err: err}, forced: &fatal})
+		}
+	}()
+	c.cfg.onMessage(m)
+	return nil
+}
+
+// readAll appends r's bytes to buf, growing it as needed.
+func readAll(buf []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
 		}
 	}
 }
