@@ -134,6 +134,23 @@ func BenchmarkStream(b *testing.B) {
 				}
 			}
 		})
+		b.Run(fmt.Sprintf("size=%d/impl=handler", size), func(b *testing.B) {
+			var n atomic.Int64
+			done := make(chan struct{})
+			var want int64
+			c := benchClient(b, srv.URL, resocket.WithOnMessage(func(resocket.Message) {
+				if n.Add(1) == want {
+					close(done)
+				}
+			}))
+			defer c.Close()
+			want = int64(b.N)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			b.ResetTimer()
+			command(ctx, c.Write, fmt.Sprintf("stream %d %d", b.N, size))
+			<-done
+		})
 	}
 }
 
@@ -174,6 +191,32 @@ func BenchmarkEcho(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+		// The zero-hand-off echo: each echo's arrival writes the next
+		// message from the read goroutine itself.
+		b.Run(fmt.Sprintf("size=%d/impl=handler", size), func(b *testing.B) {
+			var c *resocket.Client
+			var left atomic.Int64
+			done := make(chan struct{})
+			c = benchClient(b, srv.URL, resocket.WithOnMessage(func(resocket.Message) {
+				if left.Add(-1) == 0 {
+					close(done)
+					return
+				}
+				if err := c.Write(ctx, websocket.MessageBinary, msg); err != nil {
+					panic(err)
+				}
+			}))
+			defer c.Close()
+			command(ctx, c.Write, "echo")
+			left.Store(int64(b.N))
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			b.ResetTimer()
+			if err := c.Write(ctx, websocket.MessageBinary, msg); err != nil {
+				b.Fatal(err)
+			}
+			<-done
 		})
 	}
 }
