@@ -21,16 +21,24 @@ import (
 
 type group struct {
 	pattern, benchtime string
+	dir                string // the module to run in; "" is the library's
 }
 
+// compareDir is the comparison module: raw coder/websocket, raw
+// gorilla/websocket, resocket's Read and its handler, against a server in
+// its own process.
+const compareDir = "internal/bench"
+
 var groups = []group{
-	{"^BenchmarkStream$", "20000x"},
-	{"^BenchmarkEcho$", "5000x"},
-	{"^BenchmarkReconnect$", "300x"},
-	{"^BenchmarkDeadPeer$", "10x"},
-	{"^BenchmarkPublish$", "1000000x"},
-	{"^BenchmarkStorm$", "1x"},
-	{"^BenchmarkIdle$", "1x"},
+	{"^BenchmarkStream$", "20000x", ""},
+	{"^BenchmarkEcho$", "5000x", ""},
+	{"^BenchmarkStream$", "20000x", compareDir},
+	{"^BenchmarkEcho$", "5000x", compareDir},
+	{"^BenchmarkReconnect$", "300x", ""},
+	{"^BenchmarkDeadPeer$", "10x", ""},
+	{"^BenchmarkPublish$", "1000000x", ""},
+	{"^BenchmarkStorm$", "1x", ""},
+	{"^BenchmarkIdle$", "1x", ""},
 }
 
 func main() {
@@ -55,6 +63,7 @@ func run() error {
 				bt = "3x"
 			}
 			cmd := exec.Command("go", "test", "-run", "^$", "-bench", g.pattern, "-benchtime", bt, "-benchmem", "-count", "1", ".")
+			cmd.Dir = g.dir
 			cmd.Stderr = os.Stderr
 			if *short {
 				cmd.Env = append(os.Environ(), "RESOCKET_IDLE_N=200")
@@ -64,8 +73,11 @@ func run() error {
 				os.Stdout.Write(b)
 				return fmt.Errorf("%s: %w", g.pattern, err)
 			}
+			if g.dir != "" { // keep the two modules' names apart
+				b = bytes.ReplaceAll(b, []byte("\nBenchmark"), []byte("\nCompare"))
+			}
 			all.Write(b)
-			fmt.Fprintf(os.Stderr, "round %d/%d: %s done\n", r+1, *rounds, g.pattern)
+			fmt.Fprintf(os.Stderr, "round %d/%d: %s %s done\n", r+1, *rounds, g.dir, g.pattern)
 		}
 	}
 	if err := os.WriteFile(*out, all.Bytes(), 0o644); err != nil {
@@ -84,7 +96,7 @@ func parse(out []byte) map[string]map[string][]float64 {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+		if len(f) < 4 || !(strings.HasPrefix(f[0], "Benchmark") || strings.HasPrefix(f[0], "Compare")) {
 			continue
 		}
 		name := f[0]
@@ -139,6 +151,7 @@ func report(m map[string]map[string][]float64) {
 			row(kind+" "+size+" B allocs/msg", ra, rs, rs-ra, "<= raw+1", rs <= ra+1)
 		}
 	}
+	compare(get, row)
 	for _, by := range []string{"drop", "close"} {
 		base := "BenchmarkReconnect/by=" + by + "/impl="
 		raw, res := get(base+"raw", "ns/op"), get(base+"resocket", "ns/op")
@@ -170,6 +183,43 @@ func report(m map[string]map[string][]float64) {
 				ok, target = ns < 200 && allocs == 0, "< 200 ns, 0 allocs"
 			}
 			row("Publish, "+n+" subscribers ns (allocs "+strconv.Itoa(int(allocs))+")", 0, ns, 0, target, ok)
+		}
+	}
+}
+
+// compare reports the comparison module: each implementation against raw
+// coder/websocket, with the server in its own process.
+func compare(get func(name, unit string) float64, row func(string, float64, float64, float64, string, bool)) {
+	for _, size := range []string{"16", "1024", "65536"} {
+		echo := "CompareEcho/size=" + size + "/impl="
+		stream := "CompareStream/size=" + size + "/impl="
+		raw := get(echo+"coder", "ns/op")
+		if raw == 0 {
+			return
+		}
+		for _, impl := range []string{"resocket-handler", "resocket-read", "gorilla"} {
+			target, cpuTarget, streamTarget := "(info)", "(info)", "(info)"
+			limit, cpuLimit, streamLimit := 1e9, 1e9, 0.0
+			switch {
+			case impl == "resocket-handler":
+				target, cpuTarget, streamTarget, limit, cpuLimit, streamLimit = "<= 1.05", "<= 1.05", ">= 1.0", 1.05, 1.05, 1.0
+			case impl == "resocket-read" && size != "65536":
+				target, cpuTarget, streamTarget, limit, cpuLimit, streamLimit = "<= 1.3", "<= 1.2", ">= 0.95", 1.3, 1.2, 0.95
+			case impl == "resocket-read":
+				cpuTarget, streamTarget, cpuLimit, streamLimit = "<= 1.2", ">= 0.95", 1.2, 0.95
+			}
+			res := get(echo+impl, "ns/op")
+			row(impl+" echo "+size+" B ns", raw, res, res/raw, target, res/raw <= limit)
+			rc, sc := get(echo+"coder", "cpu-ns/msg"), get(echo+impl, "cpu-ns/msg")
+			row(impl+" echo "+size+" B cpu-ns/msg", rc, sc, sc/rc, cpuTarget, sc/rc <= cpuLimit)
+			rs, ss := get(stream+"coder", "ns/op"), get(stream+impl, "ns/op")
+			row(impl+" stream "+size+" B throughput", 1, rs/ss, rs/ss, streamTarget, rs/ss >= streamLimit)
+			ra, sa := get(stream+"coder", "allocs/op"), get(stream+impl, "allocs/op")
+			allocTarget, allocOK := "(info)", true
+			if impl == "resocket-handler" {
+				allocTarget, allocOK = "== 0", sa == 0
+			}
+			row(impl+" stream "+size+" B allocs/msg", ra, sa, sa-ra, allocTarget, allocOK)
 		}
 	}
 }
