@@ -31,6 +31,9 @@ type Script struct {
 	Body   string
 	// BadAccept answers 101 with a wrong Sec-WebSocket-Accept.
 	BadAccept bool
+	// ResetUpgrade answers the upgrade request with a TCP reset: the
+	// client sees a network error and no response.
+	ResetUpgrade bool
 	// Trickle answers a valid 101 one byte per Trickle, then hangs up: a
 	// slow-trickle upgrade.
 	Trickle time.Duration
@@ -306,6 +309,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(plan.Status)
 		fmt.Fprint(w, plan.Body)
+		return
+	case plan.ResetUpgrade:
+		if hj, ok := w.(http.Hijacker); ok {
+			if c, _, err := hj.Hijack(); err == nil {
+				reset(c)
+			}
+		}
 		return
 	case plan.BadAccept:
 		s.rawUpgrade(ctx, w, "not-the-right-accept-key", 0)

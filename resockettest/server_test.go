@@ -47,6 +47,7 @@ func TestUpgradeAnswers(t *testing.T) {
 		resockettest.Script{Status: 520, Header: http.Header{"Retry-After": {"3"}}, Body: "origin down"},
 		resockettest.Script{Delay: 100 * time.Millisecond},
 		resockettest.Script{BadAccept: true},
+		resockettest.Script{ResetUpgrade: true},
 	)
 	_, resp, err := dial(t, srv.URL)
 	if err == nil || resp == nil || resp.StatusCode != 520 || resp.Header.Get("Retry-After") != "3" {
@@ -62,7 +63,10 @@ func TestUpgradeAnswers(t *testing.T) {
 	if _, _, err := dial(t, srv.URL); err == nil || !strings.Contains(err.Error(), "Sec-WebSocket-Accept") {
 		t.Fatalf("bad accept: %v", err)
 	}
-	if n := srv.Accepted(); n != 3 {
+	if _, resp, err := dial(t, srv.URL); err == nil || resp != nil {
+		t.Fatalf("reset upgrade: %v %+v, want a network error and no response", err, resp)
+	}
+	if n := srv.Accepted(); n != 4 {
 		t.Fatalf("Accepted = %d", n)
 	}
 }

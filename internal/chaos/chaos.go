@@ -45,6 +45,7 @@ type Report struct {
 	Clients            int // clients created (a fatal stop is replaced by a new client)
 	FaultsInjected     int // connections given a fault
 	FaultsSeen         int // faults whose disconnect the client reported
+	FaultsAbandoned    int // planned for a client that closed itself before they landed
 	ByFault            map[string]int
 	Actions            map[resocket.Action]int
 	Mismatches         []string // a verdict that did not match the table
@@ -60,6 +61,8 @@ type Report struct {
 	WritesOK           int64
 	WritesFailed       int64
 	WriteErrorsUnnamed int64 // a failed write whose error says nothing
+	BigWrites          int64 // large writes the server asked for (mid-write, mid-pong)
+	SelfCloses         int64 // clients that closed themselves while faults landed
 	Recovery           []time.Duration
 	HeapBefore         uint64
 	HeapAfter          uint64
@@ -103,6 +106,8 @@ func (r *Report) String() string {
 		r.Percentile(50).Round(time.Microsecond), r.Percentile(99).Round(time.Microsecond), r.Percentile(100).Round(time.Microsecond), len(r.Recovery))
 	fmt.Fprintf(&b, "messages read %d, order violations %d; writes ok %d, failed %d (unnamed %d), phantom echoes %d\n",
 		r.MessagesRead, r.OrderViolations, r.WritesOK, r.WritesFailed, r.WriteErrorsUnnamed, r.PhantomEchoes)
+	fmt.Fprintf(&b, "large writes during faults %d, clients closed while faults landed %d (faults left unreported by them %d)\n",
+		r.BigWrites, r.SelfCloses, r.FaultsAbandoned)
 	fmt.Fprintf(&b, "verdict mismatches %d, illegal transitions %d, panics %d, events dropped %d (counted, never blocking)\n",
 		len(r.Mismatches), r.IllegalTransitions, r.Panics, r.EventsDropped)
 	fmt.Fprintf(&b, "heap %d -> %d bytes (%+.1f%%), goroutines %d -> %d\n",
@@ -125,8 +130,9 @@ type runner struct {
 	rng      *rand.Rand
 	pending  map[int][]Fault // per client, the faults planned on its connections, in order
 	report   Report
-	injected atomic.Int64
-	seen     atomic.Int64
+	injected  atomic.Int64
+	seen      atomic.Int64
+	abandoned atomic.Int64 // planned for a client that closed itself first
 
 	// Heap is compared in the steady state: once a tenth of the faults were
 	// seen, and again when all were, with every client still connected.
@@ -134,8 +140,8 @@ type runner struct {
 	holding atomic.Int64
 
 	stats struct {
-		reconnects, illegal, panics, read, order, phantom, writesOK, writesFailed, unnamed atomic.Int64
-		dropped                                                                            atomic.Uint64
+		reconnects, illegal, panics, read, order, phantom, writesOK, writesFailed, unnamed, bigWrites, selfCloses atomic.Int64
+		dropped                                                                                                   atomic.Uint64
 	}
 }
 
@@ -202,18 +208,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.WritesOK = r.stats.writesOK.Load()
 	rep.WritesFailed = r.stats.writesFailed.Load()
 	rep.WriteErrorsUnnamed = r.stats.unnamed.Load()
+	rep.BigWrites = r.stats.bigWrites.Load()
+	rep.SelfCloses = r.stats.selfCloses.Load()
 	rep.Elapsed = time.Since(start)
 	r.mu.Lock()
 	r.pending = nil
 	r.mu.Unlock()
 	rep.GoroutinesAfter = runtime.NumGoroutine()
-	if ctx.Err() != nil && !r.finished() && rep.FaultsSeen < cfg.Faults {
+	rep.FaultsAbandoned = int(r.abandoned.Load())
+	if ctx.Err() != nil && !r.finished() {
 		return rep, fmt.Errorf("chaos: timed out after %v with %d of %d faults seen", cfg.Timeout, rep.FaultsSeen, cfg.Faults)
 	}
 	return rep, nil
 }
 
-func (r *runner) finished() bool { return r.seen.Load() >= int64(r.cfg.Faults) }
+func (r *runner) finished() bool { return r.seen.Load()+r.abandoned.Load() >= int64(r.cfg.Faults) }
 
 // plan is the server's planner: a fault for every connection until enough
 // were injected, then healthy echo.
@@ -222,9 +231,9 @@ func (r *runner) plan(req *http.Request, index int) resockettest.Script {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if id == 0 || r.pending == nil || r.injected.Load() >= int64(r.cfg.Faults) {
-		return resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Echo()}}
+		return resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Send(welcome), resockettest.Echo()}}
 	}
-	f := draw(r.rng, Faults)
+	f := draw(r.rng, allFaults)
 	r.injected.Add(1)
 	r.pending[id] = append(r.pending[id], f)
 	return f.plan(r.rng, index)
@@ -265,7 +274,14 @@ func (r *runner) client(ctx context.Context, id int) {
 	defer r.guard()
 	c, err := resocket.New(fmt.Sprintf("%s?client=%d", r.url, id),
 		resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
-			return s.Conn.Write(ctx, websocket.MessageText, []byte(fmt.Sprintf("hello %d %v", id, s.Mode)))
+			if err := s.Conn.Write(ctx, websocket.MessageText, []byte(fmt.Sprintf("hello %d %v", id, s.Mode))); err != nil {
+				return err
+			}
+			_, b, err := s.Conn.Read(ctx) // the server's welcome: a fault can land before it
+			if err == nil && string(b) != welcome {
+				err = fmt.Errorf("handshake: got %.20q, want %q", b, welcome)
+			}
+			return err
 		}),
 		resocket.WithBackoff(func() backoff.BackOff {
 			b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(5*time.Millisecond),
@@ -277,6 +293,7 @@ func (r *runner) client(ctx context.Context, id int) {
 		resocket.WithCloseTimeout(200*time.Millisecond),
 		resocket.WithStableAfter(300*time.Millisecond),
 		resocket.WithReadQueue(8),
+		resocket.WithReadLimit(2*bigWriteSize), // a large write that lands on a healthy socket comes back
 		resocket.WithEventBuffer(4), // never read: drops are counted, never blocking
 	)
 	if err != nil {
@@ -288,13 +305,21 @@ func (r *runner) client(ctx context.Context, id int) {
 	written := &writeLog{state: map[string]writeState{}}
 	wg.Add(3)
 	go func() { defer wg.Done(); r.watch(id, c, events) }()
-	go func() { defer wg.Done(); r.read(c, written) }()
+	go func() { defer wg.Done(); r.read(c, written, &wg) }()
 	go func() { defer wg.Done(); r.write(ctx, id, c, written) }()
 
 	go c.Connect(context.Background())
+	// One client in twenty closes itself at a random moment, so that faults
+	// also land during Close.
+	var selfClose <-chan time.Time
+	if r.randIntN(20) == 0 {
+		selfClose = time.After(time.Duration(r.randIntN(500)) * time.Millisecond)
+	}
 	for !r.finished() && ctx.Err() == nil {
 		select {
 		case <-c.Done():
+		case <-selfClose:
+			r.stats.selfCloses.Add(1)
 		case <-time.After(20 * time.Millisecond):
 			continue
 		}
@@ -348,6 +373,9 @@ func (r *runner) watch(id int, c *resocket.Client, events <-chan resocket.Event)
 		}
 	}
 	r.mu.Lock()
+	if left := len(r.pending[id]); left > 0 { // the client closed itself before they landed
+		r.abandoned.Add(int64(left))
+	}
 	delete(r.pending, id)
 	r.mu.Unlock()
 	err := c.Err()
@@ -374,7 +402,7 @@ func (r *runner) watch(id int, c *resocket.Client, events <-chan resocket.Event)
 
 // read checks that messages come in order, each once, and that every echo
 // is of a write that returned nil.
-func (r *runner) read(c *resocket.Client, written *writeLog) {
+func (r *runner) read(c *resocket.Client, written *writeLog, wg *sync.WaitGroup) {
 	defer r.guard()
 	lastConn, lastSeq := 0, 0
 	for {
@@ -385,8 +413,12 @@ func (r *runner) read(c *resocket.Client, written *writeLog) {
 		r.stats.read.Add(1)
 		m := string(b)
 		switch {
+		case m == bigWrite: // on its own goroutine, so that reading goes on
+			wg.Add(1)
+			go func() { defer wg.Done(); r.writeBig(c) }()
 		case strings.HasPrefix(m, "c"):
 			connStr, seqStr, _ := strings.Cut(m[1:], ":")
+			seqStr, _, _ = strings.Cut(seqStr, "|") // a large one carries padding
 			conn, _ := strconv.Atoi(connStr)
 			seq, _ := strconv.Atoi(seqStr)
 			if conn < lastConn || (conn == lastConn && seq <= lastSeq) {
@@ -431,6 +463,28 @@ func (r *runner) write(ctx context.Context, id int, c *resocket.Client, written 
 		}
 	}
 }
+
+// writeBig writes a message too large for the TCP buffers of a server
+// that stopped reading.
+func (r *runner) writeBig(c *resocket.Client) {
+	defer r.guard()
+	r.stats.bigWrites.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // past any fault: a write ctx that ends cuts the socket
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageBinary, make([]byte, bigWriteSize)); err != nil && strings.TrimSpace(err.Error()) == "" {
+		r.stats.unnamed.Add(1)
+	}
+}
+
+func (r *runner) randIntN(n int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rng.IntN(n)
+}
+
+// allFaults is every fault a run draws from: the table's rows and the
+// phases.
+var allFaults = append(append([]Fault(nil), Faults...), PhaseFaults...)
 
 type writeState int
 

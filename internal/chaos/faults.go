@@ -58,7 +58,7 @@ var Faults = []Fault{
 	openFault("tcp-fin", websocket.StatusAbnormalClosure, 3, resockettest.Hangup()),
 	{Name: "silent-peer", Want: resocket.ActionRetry, Code: websocket.StatusAbnormalClosure, Weight: 3,
 		plan: func(rng *rand.Rand, conn int) resockettest.Script {
-			return resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Silent(1500 * time.Millisecond)}}
+			return resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Send(welcome), resockettest.Silent(1500 * time.Millisecond)}}
 		}},
 	statusFault(500, "", resocket.ActionRetry, 1),
 	statusFault(502, "", resocket.ActionRetry, 2),
@@ -86,10 +86,16 @@ var Faults = []Fault{
 		plan: func(*rand.Rand, int) resockettest.Script { return resockettest.Script{Trickle: 50 * time.Millisecond} }},
 }
 
-// preamble reads the handshake's hello and sends a numbered burst:
-// "c<conn>:<seq>" for seq from 1.
+// preamble plays the server's side of the handshake (reads hello, sends
+// welcome) and sends numbered messages, "c<conn>:<seq>" for seq from 1:
+// a burst of whole ones, then a few in fragments and a large one.
 func preamble(rng *rand.Rand, conn int) []resockettest.Step {
-	return []resockettest.Step{resockettest.Read(1), resockettest.SendN(rng.IntN(30), fmt.Sprintf("c%d:%%d", conn))}
+	n := rng.IntN(30)
+	return []resockettest.Step{
+		resockettest.Read(1), resockettest.Send(welcome),
+		resockettest.SendN(n, fmt.Sprintf("c%d:%%d", conn)),
+		fragmented(rng, conn, n+1, rng.IntN(4)),
+	}
 }
 
 func closeFault(code websocket.StatusCode, want resocket.Action, weight int) Fault {
@@ -97,7 +103,7 @@ func closeFault(code websocket.StatusCode, want resocket.Action, weight int) Fau
 		plan: func(rng *rand.Rand, conn int) resockettest.Script {
 			steps := preamble(rng, conn)
 			up := time.Duration(rng.IntN(60)) * time.Millisecond
-			return resockettest.Script{Steps: append(steps, resockettest.EchoThen(up, resockettest.Close(code, "chaos")))}
+			return resockettest.Script{Steps: append(steps, pinging(rng, resockettest.EchoThen(up, resockettest.Close(code, "chaos"))))}
 		}}
 }
 
@@ -106,7 +112,7 @@ func openFault(name string, code websocket.StatusCode, weight int, fault resocke
 		plan: func(rng *rand.Rand, conn int) resockettest.Script {
 			steps := preamble(rng, conn)
 			up := time.Duration(rng.IntN(60)) * time.Millisecond
-			return resockettest.Script{Steps: append(steps, resockettest.EchoThen(up, fault))}
+			return resockettest.Script{Steps: append(steps, pinging(rng, resockettest.EchoThen(up, fault)))}
 		}}
 }
 
