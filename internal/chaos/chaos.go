@@ -126,10 +126,10 @@ type runner struct {
 	cfg Config
 	url string
 
-	mu       sync.Mutex
-	rng      *rand.Rand
-	pending  map[int][]Fault // per client, the faults planned on its connections, in order
-	report   Report
+	mu        sync.Mutex
+	rng       *rand.Rand
+	pending   map[int][]Fault // per client, the faults planned on its connections, in order
+	report    Report
 	injected  atomic.Int64
 	seen      atomic.Int64
 	abandoned atomic.Int64 // planned for a client that closed itself first
@@ -294,7 +294,7 @@ func (r *runner) client(ctx context.Context, id int) {
 		resocket.WithStableAfter(300*time.Millisecond),
 		resocket.WithReadQueue(8),
 		resocket.WithReadLimit(2*bigWriteSize), // a large write that lands on a healthy socket comes back
-		resocket.WithEventBuffer(4), // never read: drops are counted, never blocking
+		resocket.WithEventBuffer(4),            // never read: drops are counted, never blocking
 	)
 	if err != nil {
 		r.mismatch("client %d: New: %v", id, err)
