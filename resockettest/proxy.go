@@ -14,7 +14,7 @@ import (
 type Settings struct {
 	Latency   time.Duration // added to every chunk, each way
 	Bandwidth int           // bytes per second each way; 0 is unlimited
-	Blackhole bool          // swallow everything, forward nothing
+	Blackhole bool          // swallow everything, forward nothing, not even a FIN
 }
 
 // Proxy is a TCP proxy on 127.0.0.1 between a client and one target.
@@ -218,8 +218,8 @@ func (p *Proxy) pipe(c *ProxyConn, src, dst net.Conn) {
 				return
 			}
 		}
-		if tc, ok := dst.(*net.TCPConn); ok {
-			tc.CloseWrite() // pass the FIN on
+		if tc, ok := dst.(*net.TCPConn); ok && !c.settings.Load().Blackhole {
+			tc.CloseWrite() // pass the FIN on; a black hole swallows it too
 		}
 	}()
 	buf := make([]byte, 32<<10)

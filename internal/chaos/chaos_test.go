@@ -14,6 +14,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if url := os.Getenv(suspendChildEnv); url != "" { // this binary, run by TestProcessSuspend
+		suspendChild(url)
+		return
+	}
 	goleak.VerifyTestMain(m)
 }
 
