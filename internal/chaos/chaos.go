@@ -231,7 +231,7 @@ func (r *runner) plan(req *http.Request, index int) resockettest.Script {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if id == 0 || r.pending == nil || r.injected.Load() >= int64(r.cfg.Faults) {
-		return resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Send(welcome), resockettest.Echo()}}
+		return resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Send(welcome), echoUnrecorded}}
 	}
 	f := draw(r.rng, allFaults)
 	r.injected.Add(1)
@@ -481,6 +481,21 @@ func (r *runner) randIntN(n int) int {
 	defer r.mu.Unlock()
 	return r.rng.IntN(n)
 }
+
+// echoUnrecorded echoes until the client leaves, keeping nothing: a
+// healthy socket lives long, and Echo's records (large writes among them)
+// would grow with it.
+var echoUnrecorded = resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
+	for {
+		typ, b, err := p.Conn.Read(ctx)
+		if err != nil {
+			return err
+		}
+		if err := p.Conn.Write(ctx, typ, b); err != nil {
+			return err
+		}
+	}
+})
 
 // allFaults is every fault a run draws from: the table's rows and the
 // phases.

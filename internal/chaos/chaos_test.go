@@ -2,6 +2,7 @@ package chaos_test
 
 import (
 	"context"
+	"io"
 	"os"
 	"strconv"
 	"testing"
@@ -77,7 +78,7 @@ func soak(t *testing.T, viaProxy bool, clients, faults int, timeout time.Duratio
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rep, err := chaos.Run(context.Background(), chaos.Config{
-		Clients: clients, Faults: faults, Timeout: timeout, Seed: seed, Server: srv, URL: url,
+		Clients: clients, Faults: faults, Timeout: timeout, Seed: seed, Server: srv, URL: url, Progress: progress(),
 	})
 	if rep != nil {
 		t.Logf("\n%s", rep)
@@ -103,4 +104,18 @@ func soak(t *testing.T, viaProxy bool, clients, faults int, timeout time.Duratio
 	case rep.Reconnects == 0 || rep.FatalStops == 0:
 		t.Errorf("reconnects %d, fatal stops %d: the chaos did not reach every kind of verdict", rep.Reconnects, rep.FatalStops)
 	}
+}
+
+// progress is where a long soak says how far it got: RESOCKET_SOAK_PROGRESS
+// names a file, else nothing.
+func progress() io.Writer {
+	name := os.Getenv("RESOCKET_SOAK_PROGRESS")
+	if name == "" {
+		return nil
+	}
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil
+	}
+	return f
 }

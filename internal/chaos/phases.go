@@ -117,7 +117,7 @@ func pinging(rng *rand.Rand, step resockettest.Step) resockettest.Step {
 		go func() {
 			defer close(done)
 			for i := 0; i < bursts; i++ {
-				if !sleepCtx(pctx, gap) {
+				if resockettest.Sleep(gap)(pctx, p) != nil {
 					return
 				}
 				for k := 0; k <= i; k++ { // a growing burst
@@ -155,16 +155,5 @@ func fragmented(rng *rand.Rand, conn, first, n int) resockettest.Step {
 			return err
 		}
 		return p.Conn.Write(ctx, websocket.MessageText, []byte(large))
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
