@@ -129,6 +129,7 @@ type runner struct {
 	mu        sync.Mutex
 	rng       *rand.Rand
 	pending   map[int][]Fault // per client, the faults planned on its connections, in order
+	active    map[int]bool    // clients not yet closing: only they are given faults
 	report    Report
 	injected  atomic.Int64
 	seen      atomic.Int64
@@ -151,7 +152,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Server == nil {
 		return nil, errors.New("chaos: no server")
 	}
-	r := &runner{cfg: cfg, url: cfg.URL, rng: rand.New(rand.NewPCG(cfg.Seed, 7)), pending: map[int][]Fault{}}
+	r := &runner{cfg: cfg, url: cfg.URL, rng: rand.New(rand.NewPCG(cfg.Seed, 7)), pending: map[int][]Fault{}, active: map[int]bool{}}
 	if r.url == "" {
 		r.url = cfg.Server.URL
 	}
@@ -230,7 +231,7 @@ func (r *runner) plan(req *http.Request, index int) resockettest.Script {
 	id, _ := strconv.Atoi(req.URL.Query().Get("client"))
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if id == 0 || r.pending == nil || r.injected.Load() >= int64(r.cfg.Faults) {
+	if id == 0 || r.pending == nil || !r.active[id] || r.injected.Load() >= int64(r.cfg.Faults) {
 		return resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Send(welcome), echoUnrecorded}}
 	}
 	f := draw(r.rng, allFaults)
@@ -300,6 +301,9 @@ func (r *runner) client(ctx context.Context, id int) {
 		r.mismatch("client %d: New: %v", id, err)
 		return
 	}
+	r.mu.Lock()
+	r.active[id] = true
+	r.mu.Unlock()
 	events, _ := c.Subscribe(1024)
 	var wg sync.WaitGroup
 	written := &writeLog{state: map[string]writeState{}}
@@ -328,6 +332,9 @@ func (r *runner) client(ctx context.Context, id int) {
 	if r.finished() && c.State() != resocket.StateClosed {
 		r.holdForHeap(ctx)
 	}
+	r.mu.Lock()
+	delete(r.active, id) // a dial still in flight gets a healthy plan, not a fault nobody will report
+	r.mu.Unlock()
 	c.Close()
 	wg.Wait()
 	s := c.Stats()
