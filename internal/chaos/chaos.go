@@ -413,16 +413,16 @@ func (r *runner) read(c *resocket.Client, written *writeLog, wg *sync.WaitGroup)
 	defer r.guard()
 	lastConn, lastSeq := 0, 0
 	for {
-		_, b, err := c.Read(context.Background())
+		msg, err := c.ReadMessage(context.Background())
 		if err != nil {
 			return
 		}
 		r.stats.read.Add(1)
-		m := string(b)
+		m := string(msg.Data)
 		switch {
 		case m == bigWrite: // on its own goroutine, so that reading goes on
 			wg.Add(1)
-			go func() { defer wg.Done(); r.writeBig(c) }()
+			go func() { defer wg.Done(); r.writeBig(c, msg.Attempt) }()
 		case strings.HasPrefix(m, "c"):
 			connStr, seqStr, _ := strings.Cut(m[1:], ":")
 			seqStr, _, _ = strings.Cut(seqStr, "|") // a large one carries padding
@@ -454,7 +454,10 @@ func (r *runner) write(ctx context.Context, id int, c *resocket.Client, written 
 		}
 		m := fmt.Sprintf("w%d:%d", id, n)
 		written.set(m, writePending) // before the write: the echo can beat Write's return
-		wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		// Long enough that a loaded machine does not end it mid-frame: a
+		// write whose ctx ends cuts its socket, which would then be this
+		// client's doing, not the fault's.
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := c.Write(wctx, websocket.MessageText, []byte(m))
 		cancel()
 		if written.done(m, err == nil) {
@@ -473,8 +476,11 @@ func (r *runner) write(ctx context.Context, id int, c *resocket.Client, written 
 
 // writeBig writes a message too large for the TCP buffers of a server
 // that stopped reading.
-func (r *runner) writeBig(c *resocket.Client) {
+func (r *runner) writeBig(c *resocket.Client, attempt int) {
 	defer r.guard()
+	if c.Stats().Attempts != int64(attempt) {
+		return // the socket that asked is gone already
+	}
 	r.stats.bigWrites.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // past any fault: a write ctx that ends cuts the socket
 	defer cancel()
@@ -489,12 +495,23 @@ func (r *runner) randIntN(n int) int {
 	return r.rng.IntN(n)
 }
 
-// echoUnrecorded echoes until the client leaves, keeping nothing: a
-// healthy socket lives long, and Echo's records (large writes among them)
-// would grow with it.
+// echoUnrecorded echoes text until the client leaves, keeping nothing (a
+// healthy socket lives long, and Echo's records would grow with it), and
+// reads a large binary write that landed here after its fault without
+// holding or echoing it.
 var echoUnrecorded = resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
 	for {
-		typ, b, err := p.Conn.Read(ctx)
+		typ, r, err := p.Conn.Reader(ctx)
+		if err != nil {
+			return err
+		}
+		if typ == websocket.MessageBinary {
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				return err
+			}
+			continue
+		}
+		b, err := io.ReadAll(r)
 		if err != nil {
 			return err
 		}
