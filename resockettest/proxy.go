@@ -181,6 +181,10 @@ func (c *ProxyConn) HalfClose() {
 	}
 }
 
+// chunkPool recycles the copies of what the proxy carries: a proxy under
+// a soak moves gigabytes.
+var chunkPool = sync.Pool{New: func() any { return make([]byte, 0, 32<<10) }}
+
 type chunk struct {
 	due time.Time
 	b   []byte
@@ -214,7 +218,9 @@ func (p *Proxy) pipe(c *ProxyConn, src, dst net.Conn) {
 					return
 				}
 			}
-			if _, err := dst.Write(ch.b); err != nil {
+			_, err := dst.Write(ch.b)
+			chunkPool.Put(ch.b[:cap(ch.b)])
+			if err != nil {
 				return
 			}
 		}
@@ -234,7 +240,7 @@ func (p *Proxy) pipe(c *ProxyConn, src, dst net.Conn) {
 			s = c.settings.Load()
 			if !s.Blackhole {
 				select {
-				case queue <- chunk{due: time.Now().Add(s.Latency), b: append([]byte(nil), buf[:k]...)}:
+				case queue <- chunk{due: time.Now().Add(s.Latency), b: append(chunkPool.Get().([]byte)[:0], buf[:k]...)}:
 				case <-c.done:
 				}
 			}

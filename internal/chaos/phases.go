@@ -107,6 +107,14 @@ const bigWrite = "bigwrite"
 // buffers take, so that a server that stops reading stalls it.
 const bigWriteSize = 8 << 20
 
+// bigPayload is every large write's content, shared: Write does not change
+// what it is given (coder/websocket masks a copy), and a run makes
+// thousands of them.
+var bigPayload = make([]byte, bigWriteSize)
+
+// padding fills the large numbered messages, shared for the same reason.
+var padding = []byte(strings.Repeat("x", 192<<10))
+
 // pinging runs step while pinging the client at random, sometimes many
 // times in a row.
 func pinging(rng *rand.Rand, step resockettest.Step) resockettest.Step {
@@ -149,11 +157,17 @@ func fragmented(rng *rand.Rand, conn, first, n int) resockettest.Step {
 		b = append(b, 0x80, byte(len(msg)-cut)) // continuation, final
 		b = append(b, msg[cut:]...)
 	}
-	large := fmt.Sprintf("c%d:%d|%s", conn, first+n, strings.Repeat("x", 64<<10+rng.IntN(128<<10)))
+	prefix, pad := fmt.Sprintf("c%d:%d|", conn, first+n), padding[:64<<10+rng.IntN(128<<10)]
 	return func(ctx context.Context, p *resockettest.Peer) error {
 		if _, err := p.TCP.Write(b); err != nil {
 			return err
 		}
-		return p.Conn.Write(ctx, websocket.MessageText, []byte(large))
+		w, err := p.Conn.Writer(ctx, websocket.MessageText) // sent in pieces, as written
+		if err != nil {
+			return err
+		}
+		w.Write([]byte(prefix))
+		w.Write(pad)
+		return w.Close()
 	}
 }
