@@ -183,11 +183,18 @@ func (c *ProxyConn) HalfClose() {
 
 // chunkPool recycles the copies of what the proxy carries: a proxy under
 // a soak moves gigabytes.
-var chunkPool = sync.Pool{New: func() any { return make([]byte, 0, 32<<10) }}
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
+
+// pooled returns a pooled copy of b.
+func pooled(b []byte) *[]byte {
+	p := chunkPool.Get().(*[]byte)
+	*p = append((*p)[:0], b...)
+	return p
+}
 
 type chunk struct {
 	due time.Time
-	b   []byte
+	b   *[]byte
 }
 
 // pipe copies src to dst through the connection's settings: a reader that
@@ -213,13 +220,13 @@ func (p *Proxy) pipe(c *ProxyConn, src, dst net.Conn) {
 			}
 			if s.Bandwidth > 0 { // a chunk arrives once its bytes had time to cross
 				select {
-				case <-time.After(time.Duration(len(ch.b)) * time.Second / time.Duration(s.Bandwidth)):
+				case <-time.After(time.Duration(len(*ch.b)) * time.Second / time.Duration(s.Bandwidth)):
 				case <-c.done:
 					return
 				}
 			}
-			_, err := dst.Write(ch.b)
-			chunkPool.Put(ch.b[:cap(ch.b)])
+			_, err := dst.Write(*ch.b)
+			chunkPool.Put(ch.b)
 			if err != nil {
 				return
 			}
@@ -240,7 +247,7 @@ func (p *Proxy) pipe(c *ProxyConn, src, dst net.Conn) {
 			s = c.settings.Load()
 			if !s.Blackhole {
 				select {
-				case queue <- chunk{due: time.Now().Add(s.Latency), b: append(chunkPool.Get().([]byte)[:0], buf[:k]...)}:
+				case queue <- chunk{due: time.Now().Add(s.Latency), b: pooled(buf[:k])}:
 				case <-c.done:
 				}
 			}
