@@ -289,7 +289,9 @@ func (r *runner) client(ctx context.Context, id int) {
 				backoff.WithMaxInterval(50*time.Millisecond), backoff.WithMaxElapsedTime(0))
 			return b
 		}),
-		resocket.WithHeartbeat(250*time.Millisecond, time.Second),
+		// A pong timeout that a loaded machine (-race, 8 MiB writes, every
+		// package's tests at once) cannot trip: a late pong is not a fault.
+		resocket.WithHeartbeat(250*time.Millisecond, 3*time.Second),
 		resocket.WithConnectTimeout(time.Second),
 		resocket.WithCloseTimeout(200*time.Millisecond),
 		resocket.WithStableAfter(300*time.Millisecond),

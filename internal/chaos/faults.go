@@ -58,7 +58,7 @@ var Faults = []Fault{
 	openFault("tcp-fin", websocket.StatusAbnormalClosure, 3, resockettest.Hangup()),
 	{Name: "silent-peer", Want: resocket.ActionRetry, Code: websocket.StatusAbnormalClosure, Weight: 3,
 		plan: func(rng *rand.Rand, conn int) resockettest.Script {
-			return resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Send(welcome), resockettest.Silent(1500 * time.Millisecond)}}
+			return resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Send(welcome), resockettest.Silent(4 * time.Second)}}
 		}},
 	statusFault(500, "", resocket.ActionRetry, 1),
 	statusFault(502, "", resocket.ActionRetry, 2),
