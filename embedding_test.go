@@ -668,6 +668,29 @@ func TestWriteLimiterWait(t *testing.T) {
 	case <-time.After(waitLimit):
 		t.Fatal("Close did not cut a Write waiting for the limiter")
 	}
+	// The close frame is the client's own: it went out past the spent limiter.
+	if r := waitRecords(t, g, "closed", 1)[0]; r.Detail != "1000" {
+		t.Fatalf("the gateway saw the socket end with %s, want the client's 1000", r.Detail)
+	}
+}
+
+// Stats().RTT is the last ping-to-pong time when the WebSocket heartbeat
+// is the only one.
+func TestPingRTT(t *testing.T) {
+	t.Parallel()
+	srv := resockettest.NewServer(t)
+	c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithHeartbeat(200*time.Millisecond, time.Second))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Stats().RTT != 0 {
+		t.Fatalf("RTT %v before any ping", c.Stats().RTT)
+	}
+	waitFor(t, "a ping's round trip", func() bool { return c.Stats().RTT > 0 })
+	if rtt := c.Stats().RTT; rtt > time.Second {
+		t.Fatalf("RTT %v on loopback", rtt)
+	}
 }
 
 // ReadMessage tells which socket each message came from: the Attempt
