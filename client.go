@@ -277,9 +277,13 @@ func (c *Client) ReadMessage(ctx context.Context) (Message, error) {
 // error means it was not, and says why. There is no hidden buffering: a
 // message is never held for a later socket.
 //
-// A failed write ends that socket, as does a ctx that ends while the frame
-// is being written (coder/websocket cannot take back half a frame); the
-// client then reconnects and later writes wait for the new socket.
+// Writes go out one at a time. A ctx that ends while a Write waits for
+// the one before it sends nothing and leaves the socket up. A failed
+// write ends that socket, as does a ctx that ends while the frame is being
+// written (coder/websocket cannot take back half a frame); later writes
+// wait for the next socket. A write that fails because the peer closed
+// does not decide the disconnect: the close frame the peer sent first,
+// if any, is still read, and its code is the verdict.
 func (c *Client) Write(ctx context.Context, typ websocket.MessageType, p []byte) error {
 	if typ != websocket.MessageText && typ != websocket.MessageBinary {
 		return fmt.Errorf("resocket: Write: message type must be MessageText or MessageBinary, got %v", typ)
@@ -289,16 +293,10 @@ func (c *Client) Write(ctx context.Context, typ websocket.MessageType, p []byte)
 	}
 	for {
 		if s := c.open.Load(); s != nil && !s.retired.Load() {
-			err := s.conn.Write(ctx, typ, p)
-			if err == nil {
-				return nil
+			if done, err := c.writeOn(ctx, s, typ, p); done {
+				return err
 			}
-			// A socket that failed a write is finished (coder/websocket
-			// cannot take back half a frame). Retire it now, so that later
-			// writes wait for the next socket instead of failing on this
-			// one until the loop has moved on.
-			s.retire()
-			return fmt.Errorf("resocket: write: %w", c.redact.err(err))
+			continue // s was retired while this write waited its turn
 		}
 		c.mu.Lock()
 		st, changed := c.State(), c.stateChanged
@@ -316,6 +314,29 @@ func (c *Client) Write(ctx context.Context, typ websocket.MessageType, p []byte)
 			return fmt.Errorf("resocket: write: waiting for an open socket: %w", ctx.Err())
 		}
 	}
+}
+
+// writeOn writes one message on s, or reports (false) that s was retired
+// while the write waited for its turn. Writes take turns on the socket's
+// gate, so a Write whose ctx ends while it waits has written nothing and
+// leaves the socket up. A write that fails on the socket finishes it:
+// coder/websocket cannot take back half a frame.
+func (c *Client) writeOn(ctx context.Context, s *socket, typ websocket.MessageType, p []byte) (bool, error) {
+	select {
+	case s.writing <- struct{}{}:
+	case <-ctx.Done():
+		return true, fmt.Errorf("resocket: write: waiting for the write before it: %w", ctx.Err())
+	}
+	defer func() { <-s.writing }()
+	if s.retired.Load() {
+		return false, nil
+	}
+	err := s.conn.Write(ctx, typ, p)
+	if err != nil {
+		s.writeFailed(err)
+		return true, fmt.Errorf("resocket: write: %w", c.redact.err(err))
+	}
+	return true, nil
 }
 
 // waitWriteLimiter waits on WithWriteLimiter's Limiter, if any, bounded

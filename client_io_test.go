@@ -575,3 +575,122 @@ func TestFailedWriteRetiresSocket(t *testing.T) {
 		c.Close()
 	}
 }
+
+// A peer that sends a close frame and then resets fails the client's next
+// write, while the close frame still waits to be read (here because the
+// consumer has not caught up). The failed write must not cut the socket
+// under the reader: the close frame's code is the verdict, not a drop.
+func TestCloseFrameOutlivesAFailedWrite(t *testing.T) {
+	t.Parallel()
+	for _, handler := range []bool{false, true} {
+		name := map[bool]string{false: "read", true: "handler"}[handler]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			reset := make(chan struct{})
+			payload := append([]byte{0x0f, 0xa4}, "authentication failed"...) // 4004
+			srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{
+				resockettest.Send("a", "b"),
+				resockettest.Raw(resockettest.Frame(0x8, payload)),
+				resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
+					err := resockettest.Reset()(ctx, p)
+					close(reset)
+					return err
+				}),
+			}})
+			release := make(chan struct{})
+			got := make(chan string, 2)
+			opts := fast(resocket.WithReadQueue(1), resocket.WithCloseTimeout(waitLimit))
+			if handler {
+				opts = append(opts, resocket.WithOnMessage(func(m resocket.Message) {
+					<-release // the consumer is slow: nothing more is read
+					got <- string(m.Data)
+				}))
+			}
+			c, rec := newRecorded(t, srv.URL, opts...)
+			if err := c.Connect(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			<-reset
+			var werr error
+			for i := 0; i < 200 && werr == nil; i++ { // the RST is on its way over loopback
+				werr = c.Write(context.Background(), websocket.MessageText, []byte("x"))
+				time.Sleep(5 * time.Millisecond)
+			}
+			if werr == nil {
+				t.Fatal("no write failed after the peer reset")
+			}
+			close(release)
+			if !handler {
+				got <- readText(t, c)
+				got <- readText(t, c)
+			}
+			for _, want := range []string{"a", "b"} {
+				select {
+				case m := <-got:
+					if m != want {
+						t.Fatalf("message %q, want %q", m, want)
+					}
+				case <-time.After(waitLimit):
+					t.Fatalf("message %q never delivered", want)
+				}
+			}
+			d := rec.disconnected(t)
+			if d.Code != 4004 || d.Action != resocket.ActionFatal {
+				t.Fatalf("verdict %d %v (%v), want 4004 fatal: the failed write cut the socket before its close frame was read", d.Code, d.Action, d.Err)
+			}
+		})
+	}
+}
+
+// A Write whose ctx ends while it waits behind another write has written
+// nothing: the socket stays up, and both the write before it and the ones
+// after it go through on the same socket.
+func TestWriteWaitingItsTurnLeavesTheSocketUp(t *testing.T) {
+	t.Parallel()
+	const big = 32 << 20 // more than loopback's buffers hold: the write stalls
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{
+		resockettest.Sleep(500 * time.Millisecond), // not reading yet
+		resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
+			for _, want := range []int{big, len("after")} {
+				_, b, err := p.Conn.Read(ctx)
+				if err != nil {
+					return err
+				}
+				if len(b) != want {
+					return fmt.Errorf("read %d bytes, want %d", len(b), want)
+				}
+			}
+			return p.Conn.Write(ctx, websocket.MessageText, []byte("done"))
+		}),
+		resockettest.Echo(),
+	}})
+	c, _ := newRecorded(t, srv.URL, fast()...)
+	if err := c.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		first <- c.Write(ctx, websocket.MessageBinary, make([]byte, big))
+	}()
+	time.Sleep(100 * time.Millisecond) // the big write holds the socket
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	err := c.Write(ctx, websocket.MessageText, []byte("short"))
+	cancel()
+	mustErrorIs(t, err, context.DeadlineExceeded)
+	ctx, cancel = context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageText, []byte("after")); err != nil {
+		t.Fatalf("write after the timed-out one: %v", err)
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("the big write: %v", err)
+	}
+	if got := readText(t, c); got != "done" {
+		t.Fatalf("read %q, want done", got)
+	}
+	if st := c.Stats(); st.Opens != 1 || st.Disconnects != 0 {
+		t.Fatalf("opens %d, disconnects %d, want 1 and 0: the timed-out write cut the socket", st.Opens, st.Disconnects)
+	}
+}

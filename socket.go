@@ -43,6 +43,8 @@ type socket struct {
 
 	app appHeartbeat
 
+	writing chan struct{} // Write's turn on the socket: one message at a time
+
 	readErr  chan error    // the pump's last error
 	pumpDone chan struct{} // closed when the pump returns; nil before it starts
 }
@@ -51,6 +53,20 @@ type socket struct {
 func (s *socket) retire() {
 	s.retired.Store(true)
 	s.conn.CloseNow()
+}
+
+// writeFailed retires the socket after a Write failed on it, so that
+// later writes wait for the next socket. When the connection itself broke
+// (a reset, a hang-up, a closed socket), the pump is left to end the
+// socket: the peer's close frame may still wait to be read, and its code,
+// not the failed write, is the verdict; the read fails next by itself.
+// Any other failure (the write's ctx ended) cuts the socket now.
+func (s *socket) writeFailed(err error) {
+	if connBroken(err) {
+		s.retired.Store(true)
+		return
+	}
+	s.retire()
 }
 
 // fail ends the socket with the client's own verdict material, unless it
@@ -224,7 +240,7 @@ func (l *loop) dial(ctx context.Context) (*socket, *http.Response, *outcome) {
 		return nil, nil, &outcome{d: c.redact.disconnect(d)}
 	}
 	conn.SetReadLimit(c.cfg.readLimit)
-	s := &socket{conn: conn, tcp: slot, attempt: l.attempt}
+	s := &socket{conn: conn, tcp: slot, attempt: l.attempt, writing: make(chan struct{}, 1)}
 	s.ctx, s.cancel = context.WithCancel(c.life)
 	c.current.Store(s)
 	return s, resp, nil
