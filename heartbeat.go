@@ -53,11 +53,15 @@ func (c *Client) ping(ctx context.Context, s *socket, done chan<- struct{}) {
 		pctx, cancel := context.WithTimeout(ctx, c.cfg.heartbeatTimeout)
 		start := time.Now()
 		err := s.conn.Ping(pctx)
+		late := pctx.Err() != nil
 		cancel()
 		switch {
 		case err == nil:
 			c.stats.rtt.Store(int64(time.Since(start)))
 		case ctx.Err() != nil:
+		case !late:
+			// The ping ended before its deadline: the socket closed under
+			// it (a close frame, a reset), and the pump reports why.
 		case s.stalled.Load() || s.stalls.Load() != stalls:
 			// The pong may be queued behind a message the consumer has not
 			// taken yet: a slow consumer is not a dead peer.

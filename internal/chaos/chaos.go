@@ -289,10 +289,13 @@ func (r *runner) client(ctx context.Context, id int) {
 				backoff.WithMaxInterval(50*time.Millisecond), backoff.WithMaxElapsedTime(0))
 			return b
 		}),
-		// A pong timeout that a loaded machine (-race, 8 MiB writes, every
-		// package's tests at once) cannot trip: a late pong is not a fault.
-		resocket.WithHeartbeat(250*time.Millisecond, 3*time.Second),
-		resocket.WithConnectTimeout(time.Second),
+		// Timeouts that a loaded machine (-race, 8 MiB writes, 100
+		// clients, every package's tests at once) cannot trip: a late
+		// pong or a slow upgrade on a healthy path is not a fault. The
+		// faults that must trip them (silent-peer, slow-upgrade,
+		// trickle-upgrade) outlast them.
+		resocket.WithHeartbeat(250*time.Millisecond, heartbeatTimeout),
+		resocket.WithConnectTimeout(connectTimeout),
 		resocket.WithCloseTimeout(200*time.Millisecond),
 		resocket.WithStableAfter(300*time.Millisecond),
 		resocket.WithReadQueue(8),
@@ -310,8 +313,9 @@ func (r *runner) client(ctx context.Context, id int) {
 	var wg sync.WaitGroup
 	written := &writeLog{state: map[string]writeState{}}
 	wg.Add(3)
-	go func() { defer wg.Done(); r.watch(id, c, events) }()
-	go func() { defer wg.Done(); r.read(c, written, &wg) }()
+	var bigInFlight atomic.Int32 // large writes not returned yet, for the mismatch lines
+	go func() { defer wg.Done(); r.watch(id, c, events, &bigInFlight) }()
+	go func() { defer wg.Done(); r.read(c, written, &wg, &bigInFlight) }()
 	go func() { defer wg.Done(); r.write(ctx, id, c, written) }()
 
 	go c.Connect(context.Background())
@@ -346,11 +350,12 @@ func (r *runner) client(ctx context.Context, id int) {
 }
 
 // watch checks every verdict against the fault that caused it.
-func (r *runner) watch(id int, c *resocket.Client, events <-chan resocket.Event) {
+func (r *runner) watch(id int, c *resocket.Client, events <-chan resocket.Event, bigInFlight *atomic.Int32) {
 	defer r.guard()
 	var (
 		last      Fault
 		lastDrop  time.Time
+		lastOpen  time.Time
 		loopGuard bool
 	)
 	for e := range events {
@@ -370,10 +375,12 @@ func (r *runner) watch(id int, c *resocket.Client, events <-chan resocket.Event)
 			case codeOK && f.Want == resocket.ActionReidentify && e.Action == resocket.ActionFatal:
 				loopGuard = true // checked against Err below
 			default:
-				r.mismatch("client %d: %s: got code %d status %d %v (%v), want code %d status %d %v",
-					id, f.Name, e.Code, e.HTTPStatus, e.Action, e.Err, f.Code, f.Status, f.Want)
+				r.mismatch("client %d: %s: got code %d status %d %v (%v), want code %d status %d %v (open for %v, large writes in flight %d)",
+					id, f.Name, e.Code, e.HTTPStatus, e.Action, e.Err, f.Code, f.Status, f.Want,
+					time.Since(lastOpen).Round(time.Millisecond), bigInFlight.Load())
 			}
 		case resocket.Connected:
+			lastOpen = time.Now()
 			if !lastDrop.IsZero() {
 				d := time.Since(lastDrop)
 				r.record(func(rep *Report) { rep.Recovery = append(rep.Recovery, d) })
@@ -411,7 +418,7 @@ func (r *runner) watch(id int, c *resocket.Client, events <-chan resocket.Event)
 
 // read checks that messages come in order, each once, and that every echo
 // is of a write that returned nil.
-func (r *runner) read(c *resocket.Client, written *writeLog, wg *sync.WaitGroup) {
+func (r *runner) read(c *resocket.Client, written *writeLog, wg *sync.WaitGroup, bigInFlight *atomic.Int32) {
 	defer r.guard()
 	lastConn, lastSeq := 0, 0
 	for {
@@ -424,7 +431,8 @@ func (r *runner) read(c *resocket.Client, written *writeLog, wg *sync.WaitGroup)
 		switch {
 		case m == bigWrite: // on its own goroutine, so that reading goes on
 			wg.Add(1)
-			go func() { defer wg.Done(); r.writeBig(c, msg.Attempt) }()
+			bigInFlight.Add(1)
+			go func() { defer wg.Done(); defer bigInFlight.Add(-1); r.writeBig(c, msg.Attempt) }()
 		case strings.HasPrefix(m, "c"):
 			connStr, seqStr, _ := strings.Cut(m[1:], ":")
 			seqStr, _, _ = strings.Cut(seqStr, "|") // a large one carries padding

@@ -58,7 +58,7 @@ var Faults = []Fault{
 	openFault("tcp-fin", websocket.StatusAbnormalClosure, 3, resockettest.Hangup()),
 	{Name: "silent-peer", Want: resocket.ActionRetry, Code: websocket.StatusAbnormalClosure, Weight: 3,
 		plan: func(rng *rand.Rand, conn int) resockettest.Script {
-			return resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Send(welcome), resockettest.Silent(4 * time.Second)}}
+			return resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Send(welcome), resockettest.Silent(heartbeatTimeout + time.Second)}}
 		}},
 	statusFault(500, "", resocket.ActionRetry, 1),
 	statusFault(502, "", resocket.ActionRetry, 2),
@@ -81,9 +81,11 @@ var Faults = []Fault{
 	{Name: "bad-accept", Want: resocket.ActionFatal, Status: 101, Weight: 1,
 		plan: func(*rand.Rand, int) resockettest.Script { return resockettest.Script{BadAccept: true} }},
 	{Name: "slow-upgrade", Want: resocket.ActionRetry, Weight: 2,
-		plan: func(*rand.Rand, int) resockettest.Script { return resockettest.Script{Delay: 2 * time.Second} }},
+		plan: func(*rand.Rand, int) resockettest.Script {
+			return resockettest.Script{Delay: connectTimeout + time.Second}
+		}},
 	{Name: "trickle-upgrade", Want: resocket.ActionRetry, Weight: 1,
-		plan: func(*rand.Rand, int) resockettest.Script { return resockettest.Script{Trickle: 50 * time.Millisecond} }},
+		plan: func(*rand.Rand, int) resockettest.Script { return resockettest.Script{Trickle: trickle} }},
 }
 
 // preamble plays the server's side of the handshake (reads hello, sends
@@ -128,6 +130,14 @@ func statusFault(status int, retryAfter string, want resocket.Action, weight int
 			return resockettest.Script{Status: status, Header: h}
 		}}
 }
+
+// The chaos clients' timeouts, and the faults that must outlast them.
+const (
+	heartbeatTimeout = 6 * time.Second
+	connectTimeout   = 3 * time.Second
+	// The trickled upgrade (about 130 bytes, one every 50 ms) takes 6.5 s.
+	trickle = 50 * time.Millisecond
+)
 
 // draw picks a fault by weight.
 func draw(rng *rand.Rand, faults []Fault) Fault {
