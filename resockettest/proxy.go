@@ -22,6 +22,8 @@ type Settings struct {
 // bytes through, adds latency, throttles bandwidth, black-holes (takes
 // bytes and forwards nothing while the TCP connection stays open: the
 // silent network only a heartbeat notices), half-closes or resets.
+// What one side does to its TCP connection reaches the other in order: a
+// FIN or a reset passes on after the bytes sent before it.
 type Proxy struct {
 	// URL is ws://127.0.0.1:port/, the proxy's address as a WebSocket URL.
 	URL string
@@ -236,13 +238,15 @@ func (p *Proxy) pipe(c *ProxyConn, src, dst net.Conn) {
 		}
 	}()
 	buf := make([]byte, 32<<10)
+	var err error
 	for {
 		s := c.settings.Load()
 		n := len(buf)
 		if s.Bandwidth > 0 { // small chunks, so that pacing is smooth
 			n = min(n, max(s.Bandwidth/10, 1))
 		}
-		k, err := src.Read(buf[:n])
+		var k int
+		k, err = src.Read(buf[:n])
 		if k > 0 {
 			s = c.settings.Load()
 			if !s.Blackhole {
@@ -253,14 +257,14 @@ func (p *Proxy) pipe(c *ProxyConn, src, dst net.Conn) {
 			}
 		}
 		if err != nil {
-			if err != io.EOF {
-				c.Reset()
-			}
 			break
 		}
 	}
 	close(queue)
 	<-writerDone
+	if err != io.EOF { // a reset (or a failure) passes on after the bytes before it
+		c.Reset()
+	}
 	if c.pipes.Add(-1) == 0 {
 		c.client.Close()
 		c.server.Close()

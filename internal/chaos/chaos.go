@@ -531,6 +531,24 @@ var echoUnrecorded = resockettest.Do(func(ctx context.Context, p *resockettest.P
 	}
 })
 
+// echoThen is resockettest.EchoThen without its records: it echoes text
+// (and swallows a large binary write that landed here) for d, then runs
+// fault.
+func echoThen(d time.Duration, fault resockettest.Step) resockettest.Step {
+	return func(ctx context.Context, p *resockettest.Peer) error {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			echoUnrecorded(ctx, p)
+		}()
+		sleep(ctx, d)
+		err := fault(ctx, p)
+		p.Conn.CloseNow()
+		<-done
+		return err
+	}
+}
+
 // allFaults is every fault a run draws from: the table's rows and the
 // phases.
 var allFaults = append(append([]Fault(nil), Faults...), PhaseFaults...)

@@ -3,7 +3,9 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"time"
 
@@ -20,26 +22,43 @@ import (
 // Close. On the open socket the server also pings at random, in bursts,
 // and sends fragmented and large messages.
 
-// PhaseFaults lists the faults by phase, drawn beside Faults.
+// PhaseFaults lists the faults by phase, drawn beside Faults. Each phase
+// gets the four ways a socket ends: a reset, a FIN, a close frame, and
+// silence (found by the heartbeat or the connect timeout).
 var PhaseFaults = []Fault{
 	{Name: "dial-reset", Want: resocket.ActionRetry, Weight: 2,
 		plan: func(*rand.Rand, int) resockettest.Script { return resockettest.Script{ResetUpgrade: true} }},
-	handshakeFault("handshake-reset", websocket.StatusAbnormalClosure, resocket.ActionRetry, resockettest.Reset()),
-	handshakeFault("handshake-close-4000", 4000, resocket.ActionRetry, resockettest.Close(4000, "chaos")),
-	handshakeFault("handshake-close-4004", 4004, resocket.ActionFatal, resockettest.Close(4004, "chaos")),
-	{Name: "mid-read-reset", Want: resocket.ActionRetry, Code: websocket.StatusAbnormalClosure, Weight: 3,
+	handshakeFault("handshake-reset", websocket.StatusAbnormalClosure, resocket.ActionRetry, 2, resockettest.Reset()),
+	handshakeFault("handshake-fin", websocket.StatusAbnormalClosure, resocket.ActionRetry, 1, resockettest.Hangup()),
+	handshakeFault("handshake-close-4000", 4000, resocket.ActionRetry, 2, resockettest.Close(4000, "chaos")),
+	handshakeFault("handshake-close-4004", 4004, resocket.ActionFatal, 2, resockettest.Close(4004, "chaos")),
+	handshakeFault("handshake-silent", websocket.StatusAbnormalClosure, resocket.ActionRetry, 1, resockettest.Silent(connectTimeout+time.Second)),
+	midRead("mid-read-reset", 3, resockettest.Reset()),
+	midRead("mid-read-fin", 1, resockettest.Hangup()),
+	midRead("mid-read-silent", 1, resockettest.Silent(heartbeatTimeout+time.Second)),
+	// A control frame may come between the fragments of a message: a
+	// close frame there ends the socket with its code.
+	{Name: "mid-read-close-1001", Want: resocket.ActionRetry, Code: websocket.StatusGoingAway, Weight: 2,
 		plan: func(rng *rand.Rand, conn int) resockettest.Script {
-			return resockettest.Script{Steps: append(preamble(rng, conn), halfMessageThenReset(rng))}
+			first := append([]byte{0x01, 100}, padding[:100]...) // a text fragment, not final
+			return resockettest.Script{Steps: append(preamble(rng, conn),
+				resockettest.Raw(first), closeThenHangUp(websocket.StatusGoingAway))}
 		}},
-	{Name: "mid-write-reset", Want: resocket.ActionRetry, Code: websocket.StatusAbnormalClosure, Weight: 3,
-		plan: func(rng *rand.Rand, conn int) resockettest.Script {
-			return resockettest.Script{Steps: append(preamble(rng, conn), bigWriteThen(rng, 0))}
-		}},
+	midWrite("mid-write-reset", websocket.StatusAbnormalClosure, resocket.ActionRetry, 3, resockettest.Reset()),
+	// The close frame comes while the write is stalled: the client's
+	// answer waits behind it, and the frame decides the verdict.
+	midWrite("mid-write-close-4000", 4000, resocket.ActionRetry, 2, closeThenHangUp(4000)),
+	// The ping cannot even be written behind the stalled write: the
+	// heartbeat's deadline still finds the silence.
+	midWrite("mid-write-silent", websocket.StatusAbnormalClosure, resocket.ActionRetry, 1, resockettest.Silent(heartbeatTimeout+time.Second)),
 	// The bug that hid from 10,000 faults: a peer that dies while the
 	// client's pong waits behind a large write is a drop, not a 1002.
+	// (No close frame here: one sent after the pings waits behind a pong
+	// that cannot be written, and whether it is read before the reset
+	// fails that pong depends on timing; either verdict would be right.)
 	{Name: "mid-pong-reset", Want: resocket.ActionRetry, Code: websocket.StatusAbnormalClosure, Weight: 4,
 		plan: func(rng *rand.Rand, conn int) resockettest.Script {
-			return resockettest.Script{Steps: append(preamble(rng, conn), bigWriteThen(rng, 1+rng.IntN(4)))}
+			return resockettest.Script{Steps: append(preamble(rng, conn), bigWriteThen(rng, 1+rng.IntN(4), resockettest.Reset()))}
 		}},
 	// A real protocol violation, on purpose: the client reports 1002.
 	{Name: "bad-frame", Want: resocket.ActionReidentify, Code: websocket.StatusProtocolError, Weight: 2,
@@ -55,20 +74,66 @@ var PhaseFaults = []Fault{
 		}},
 }
 
+func midRead(name string, weight int, end resockettest.Step) Fault {
+	return Fault{Name: name, Want: resocket.ActionRetry, Code: websocket.StatusAbnormalClosure, Weight: weight,
+		plan: func(rng *rand.Rand, conn int) resockettest.Script {
+			return resockettest.Script{Steps: append(preamble(rng, conn), halfMessageThen(rng, end))}
+		}}
+}
+
+func midWrite(name string, code websocket.StatusCode, want resocket.Action, weight int, end resockettest.Step) Fault {
+	return Fault{Name: name, Want: want, Code: code, Weight: weight,
+		plan: func(rng *rand.Rand, conn int) resockettest.Script {
+			return resockettest.Script{Steps: append(preamble(rng, conn), bigWriteThen(rng, 0, end))}
+		}}
+}
+
+// closeThenHangUp sends a close frame with code without waiting for the
+// client's answer, half-closes (the FIN follows the frame), reads and
+// drops whatever the client still sends until it hangs up (at most 3 s),
+// and resets. A reset straight after the frame could throw it away
+// unsent, in the server's kernel or in the proxy.
+func closeThenHangUp(code websocket.StatusCode) resockettest.Step {
+	frame := resockettest.Frame(0x8, append([]byte{byte(code >> 8), byte(code)}, "chaos"...))
+	return func(ctx context.Context, p *resockettest.Peer) error {
+		if err := resockettest.Raw(frame)(ctx, p); err != nil {
+			return err
+		}
+		if tc, ok := p.TCP.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+		p.TCP.SetReadDeadline(time.Now().Add(3 * time.Second))
+		io.Copy(io.Discard, p.TCP)
+		return resockettest.Reset()(ctx, p)
+	}
+}
+
+// sleep waits d or until ctx ends, and reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // welcome ends the server's side of the chaos handshake: the client reads
 // it before it counts as OPEN.
 const welcome = "welcome"
 
-func handshakeFault(name string, code websocket.StatusCode, want resocket.Action, fault resockettest.Step) Fault {
-	return Fault{Name: name, Want: want, Code: code, Weight: 2,
+func handshakeFault(name string, code websocket.StatusCode, want resocket.Action, weight int, fault resockettest.Step) Fault {
+	return Fault{Name: name, Want: want, Code: code, Weight: weight,
 		plan: func(*rand.Rand, int) resockettest.Script {
 			return resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), fault}}
 		}}
 }
 
-// halfMessageThenReset starts a large message, numbered like the others,
-// and resets the connection halfway through it.
-func halfMessageThenReset(rng *rand.Rand) resockettest.Step {
+// halfMessageThen starts a large message, sends half of it, and ends the
+// connection with end while the client is inside the frame.
+func halfMessageThen(rng *rand.Rand, end resockettest.Step) resockettest.Step {
 	size := 64<<10 + rng.IntN(512<<10)
 	return func(ctx context.Context, p *resockettest.Peer) error {
 		w, err := p.Conn.Writer(ctx, websocket.MessageBinary)
@@ -76,14 +141,14 @@ func halfMessageThenReset(rng *rand.Rand) resockettest.Step {
 			return err
 		}
 		w.Write(make([]byte, size/2))
-		return resockettest.Reset()(ctx, p)
+		return end(ctx, p)
 	}
 }
 
 // bigWriteThen asks the client for a large write, stops reading so that
 // the write stalls in the TCP buffers, sends pings pings (whose pongs then
-// wait behind the write), and resets the connection.
-func bigWriteThen(rng *rand.Rand, pings int) resockettest.Step {
+// wait behind the write), and ends the connection with end.
+func bigWriteThen(rng *rand.Rand, pings int, end resockettest.Step) resockettest.Step {
 	stall := time.Duration(20+rng.IntN(60)) * time.Millisecond
 	return func(ctx context.Context, p *resockettest.Peer) error {
 		if err := p.Conn.Write(ctx, websocket.MessageText, []byte(bigWrite)); err != nil {
@@ -96,7 +161,7 @@ func bigWriteThen(rng *rand.Rand, pings int) resockettest.Step {
 			}
 		}
 		resockettest.Sleep(stall)(ctx, p)
-		return resockettest.Reset()(ctx, p)
+		return end(ctx, p)
 	}
 }
 
