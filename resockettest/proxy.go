@@ -23,7 +23,9 @@ type Settings struct {
 // bytes and forwards nothing while the TCP connection stays open: the
 // silent network only a heartbeat notices), half-closes or resets.
 // What one side does to its TCP connection reaches the other in order: a
-// FIN or a reset passes on after the bytes sent before it.
+// FIN passes on after the bytes sent before it, and so does a reset (given
+// a second for them to go out); a side that can no longer be written to
+// resets both.
 type Proxy struct {
 	// URL is ws://127.0.0.1:port/, the proxy's address as a WebSocket URL.
 	URL string
@@ -229,7 +231,8 @@ func (p *Proxy) pipe(c *ProxyConn, src, dst net.Conn) {
 			}
 			_, err := dst.Write(*ch.b)
 			chunkPool.Put(ch.b)
-			if err != nil {
+			if err != nil { // that side is gone: so is the connection
+				c.Reset()
 				return
 			}
 		}
@@ -260,9 +263,14 @@ func (p *Proxy) pipe(c *ProxyConn, src, dst net.Conn) {
 			break
 		}
 	}
+	if err != io.EOF {
+		// A reset passes on after the bytes read before it, given a
+		// second to go out.
+		dst.SetWriteDeadline(time.Now().Add(time.Second))
+	}
 	close(queue)
 	<-writerDone
-	if err != io.EOF { // a reset (or a failure) passes on after the bytes before it
+	if err != io.EOF {
 		c.Reset()
 	}
 	if c.pipes.Add(-1) == 0 {

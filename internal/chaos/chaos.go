@@ -313,18 +313,18 @@ func (r *runner) client(ctx context.Context, id int) {
 	var wg sync.WaitGroup
 	written := &writeLog{state: map[string]writeState{}}
 	wg.Add(3)
-	var bigInFlight atomic.Int32 // large writes not returned yet, for the mismatch lines
-	go func() { defer wg.Done(); r.watch(id, c, events, &bigInFlight) }()
-	go func() { defer wg.Done(); r.read(c, written, &wg, &bigInFlight) }()
-	go func() { defer wg.Done(); r.write(ctx, id, c, written) }()
-
-	go c.Connect(context.Background())
 	// One client in twenty closes itself at a random moment, so that faults
 	// also land during Close.
 	var selfClose <-chan time.Time
 	if r.randIntN(20) == 0 {
 		selfClose = time.After(time.Duration(r.randIntN(500)) * time.Millisecond)
 	}
+	var bigInFlight atomic.Int32 // large writes not returned yet, for the mismatch lines
+	go func() { defer wg.Done(); r.watch(id, c, events, &bigInFlight, selfClose != nil) }()
+	go func() { defer wg.Done(); r.read(c, written, &wg, &bigInFlight) }()
+	go func() { defer wg.Done(); r.write(ctx, id, c, written) }()
+
+	go c.Connect(context.Background())
 	for !r.finished() && ctx.Err() == nil {
 		select {
 		case <-c.Done():
@@ -350,7 +350,7 @@ func (r *runner) client(ctx context.Context, id int) {
 }
 
 // watch checks every verdict against the fault that caused it.
-func (r *runner) watch(id int, c *resocket.Client, events <-chan resocket.Event, bigInFlight *atomic.Int32) {
+func (r *runner) watch(id int, c *resocket.Client, events <-chan resocket.Event, bigInFlight *atomic.Int32, closesItself bool) {
 	defer r.guard()
 	var (
 		last      Fault
@@ -375,9 +375,9 @@ func (r *runner) watch(id int, c *resocket.Client, events <-chan resocket.Event,
 			case codeOK && f.Want == resocket.ActionReidentify && e.Action == resocket.ActionFatal:
 				loopGuard = true // checked against Err below
 			default:
-				r.mismatch("client %d: %s: got code %d status %d %v (%v), want code %d status %d %v (open for %v, large writes in flight %d)",
+				r.mismatch("client %d: %s: got code %d status %d %v (%v), want code %d status %d %v (open for %v, large writes in flight %d, closes itself %v)",
 					id, f.Name, e.Code, e.HTTPStatus, e.Action, e.Err, f.Code, f.Status, f.Want,
-					time.Since(lastOpen).Round(time.Millisecond), bigInFlight.Load())
+					time.Since(lastOpen).Round(time.Millisecond), bigInFlight.Load(), closesItself)
 			}
 		case resocket.Connected:
 			lastOpen = time.Now()
