@@ -208,6 +208,7 @@ func (p *Proxy) pipe(c *ProxyConn, src, dst net.Conn) {
 	defer p.wg.Done()
 	queue := make(chan chunk, 64)
 	writerDone := make(chan struct{})
+	var err error // how src ended; the writer reads it once queue is closed
 	go func() {
 		defer close(writerDone)
 		for ch := range queue {
@@ -236,12 +237,11 @@ func (p *Proxy) pipe(c *ProxyConn, src, dst net.Conn) {
 				return
 			}
 		}
-		if tc, ok := dst.(*net.TCPConn); ok && !c.settings.Load().Blackhole {
+		if tc, ok := dst.(*net.TCPConn); ok && err == io.EOF && !c.settings.Load().Blackhole {
 			tc.CloseWrite() // pass the FIN on; a black hole swallows it too
 		}
 	}()
 	buf := make([]byte, 32<<10)
-	var err error
 	for {
 		s := c.settings.Load()
 		n := len(buf)

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -280,4 +282,39 @@ func TestProxy(t *testing.T) {
 	}
 	p2.Close()
 	p2.Close()
+}
+
+// A reset passes through the proxy after the bytes sent before it, as it
+// would on one TCP connection: the client reads them all, then the reset.
+func TestProxyPassesAResetAfterTheBytes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const size = 64 << 10 // taken by the proxy's kernel at once, so the reset throws none of it away
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Write(make([]byte, size))
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}()
+	p := resockettest.NewProxy(t, ln.Addr().String())
+	p.SetDefault(resockettest.Settings{Latency: 20 * time.Millisecond}) // the bytes are still in the proxy when the reset comes
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	<-served
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := io.Copy(io.Discard, c)
+	if n != size || !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read %d bytes then %v, want %d bytes then a reset", n, err, size)
+	}
 }
