@@ -277,8 +277,9 @@ func (c *Client) ReadMessage(ctx context.Context) (Message, error) {
 // error means it was not, and says why. There is no hidden buffering: a
 // message is never held for a later socket.
 //
-// Writes go out one at a time. A ctx that ends while a Write waits for
-// the one before it sends nothing and leaves the socket up. A failed
+// Writes go out one at a time. A ctx that ends before the frame starts
+// (while the Write waits for OPEN or for the write before it) sends
+// nothing and leaves the socket up. A failed
 // write ends that socket, as does a ctx that ends while the frame is being
 // written (coder/websocket cannot take back half a frame); later writes
 // wait for the next socket. A write that fails because the peer closed
@@ -330,6 +331,12 @@ func (c *Client) writeOn(ctx context.Context, s *socket, typ websocket.MessageTy
 	defer func() { <-s.writing }()
 	if s.retired.Load() {
 		return false, nil
+	}
+	// coder/websocket cuts the socket of a write whose ctx ends, even one
+	// that had ended before the write began (a Write that waited for OPEN
+	// until its deadline): such a write sends nothing instead.
+	if err := ctx.Err(); err != nil {
+		return true, fmt.Errorf("resocket: write: %w", err)
 	}
 	err := s.conn.Write(ctx, typ, p)
 	if err != nil {

@@ -628,3 +628,33 @@ func TestWriteWaitingItsTurnLeavesTheSocketUp(t *testing.T) {
 		t.Fatalf("opens %d, disconnects %d, want 1 and 0: the timed-out write cut the socket", st.Opens, st.Disconnects)
 	}
 }
+
+// A Write whose ctx has already ended sends nothing and leaves the socket
+// up. (coder/websocket cuts the socket of a write whose ctx ends, even one
+// that ended before the write began: a Write that waited for OPEN until its
+// deadline must not take the new socket down with it.)
+func TestWriteWithAnEndedContextLeavesTheSocketUp(t *testing.T) {
+	t.Parallel()
+	srv := resockettest.NewServer(t)
+	c, _ := newRecorded(t, srv.URL, fast()...)
+	if err := c.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := 0; i < 50; i++ {
+		err := c.Write(ended, websocket.MessageText, []byte("never"))
+		mustErrorIs(t, err, context.Canceled)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageText, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readText(t, c); got != "after" {
+		t.Fatalf("echo %q, want after", got)
+	}
+	if st := c.Stats(); st.Opens != 1 || st.Disconnects != 0 {
+		t.Fatalf("opens %d, disconnects %d, want 1 and 0: a write with an ended ctx cut the socket", st.Opens, st.Disconnects)
+	}
+}
