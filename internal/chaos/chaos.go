@@ -319,10 +319,10 @@ func (r *runner) client(ctx context.Context, id int) {
 	if r.randIntN(20) == 0 {
 		selfClose = time.After(time.Duration(r.randIntN(500)) * time.Millisecond)
 	}
-	var bigInFlight atomic.Int32 // large writes not returned yet, for the mismatch lines
-	go func() { defer wg.Done(); r.watch(id, c, events, &bigInFlight, selfClose != nil) }()
-	go func() { defer wg.Done(); r.read(c, written, &wg, &bigInFlight) }()
-	go func() { defer wg.Done(); r.write(ctx, id, c, written) }()
+	d := &diag{closesItself: selfClose != nil}
+	go func() { defer wg.Done(); r.watch(id, c, events, d) }()
+	go func() { defer wg.Done(); r.read(c, written, &wg, d) }()
+	go func() { defer wg.Done(); r.write(ctx, id, c, written, d) }()
 
 	go c.Connect(context.Background())
 	for !r.finished() && ctx.Err() == nil {
@@ -350,7 +350,7 @@ func (r *runner) client(ctx context.Context, id int) {
 }
 
 // watch checks every verdict against the fault that caused it.
-func (r *runner) watch(id int, c *resocket.Client, events <-chan resocket.Event, bigInFlight *atomic.Int32, closesItself bool) {
+func (r *runner) watch(id int, c *resocket.Client, events <-chan resocket.Event, d *diag) {
 	defer r.guard()
 	var (
 		last      Fault
@@ -375,9 +375,9 @@ func (r *runner) watch(id int, c *resocket.Client, events <-chan resocket.Event,
 			case codeOK && f.Want == resocket.ActionReidentify && e.Action == resocket.ActionFatal:
 				loopGuard = true // checked against Err below
 			default:
-				r.mismatch("client %d: %s: got code %d status %d %v (%v), want code %d status %d %v (open for %v, large writes in flight %d, closes itself %v)",
+				r.mismatch("client %d: %s: got code %d status %d %v (%v), want code %d status %d %v (open for %v; %s)",
 					id, f.Name, e.Code, e.HTTPStatus, e.Action, e.Err, f.Code, f.Status, f.Want,
-					time.Since(lastOpen).Round(time.Millisecond), bigInFlight.Load(), closesItself)
+					time.Since(lastOpen).Round(time.Millisecond), d)
 			}
 		case resocket.Connected:
 			lastOpen = time.Now()
@@ -418,7 +418,7 @@ func (r *runner) watch(id int, c *resocket.Client, events <-chan resocket.Event,
 
 // read checks that messages come in order, each once, and that every echo
 // is of a write that returned nil.
-func (r *runner) read(c *resocket.Client, written *writeLog, wg *sync.WaitGroup, bigInFlight *atomic.Int32) {
+func (r *runner) read(c *resocket.Client, written *writeLog, wg *sync.WaitGroup, d *diag) {
 	defer r.guard()
 	lastConn, lastSeq := 0, 0
 	for {
@@ -431,8 +431,8 @@ func (r *runner) read(c *resocket.Client, written *writeLog, wg *sync.WaitGroup,
 		switch {
 		case m == bigWrite: // on its own goroutine, so that reading goes on
 			wg.Add(1)
-			bigInFlight.Add(1)
-			go func() { defer wg.Done(); defer bigInFlight.Add(-1); r.writeBig(c, msg.Attempt) }()
+			d.bigInFlight.Add(1)
+			go func() { defer wg.Done(); defer d.bigInFlight.Add(-1); r.writeBig(c, msg.Attempt) }()
 		case strings.HasPrefix(m, "c"):
 			connStr, seqStr, _ := strings.Cut(m[1:], ":")
 			seqStr, _, _ = strings.Cut(seqStr, "|") // a large one carries padding
@@ -454,7 +454,7 @@ func (r *runner) read(c *resocket.Client, written *writeLog, wg *sync.WaitGroup,
 }
 
 // write sends numbered messages; the echo server sends them back.
-func (r *runner) write(ctx context.Context, id int, c *resocket.Client, written *writeLog) {
+func (r *runner) write(ctx context.Context, id int, c *resocket.Client, written *writeLog, d *diag) {
 	defer r.guard()
 	for n := 1; ; n++ {
 		select {
@@ -464,12 +464,15 @@ func (r *runner) write(ctx context.Context, id int, c *resocket.Client, written 
 		}
 		m := fmt.Sprintf("w%d:%d", id, n)
 		written.set(m, writePending) // before the write: the echo can beat Write's return
-		// Long enough that a loaded machine does not end it mid-frame: a
-		// write whose ctx ends cuts its socket, which would then be this
-		// client's doing, not the fault's.
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		// Longer than any wait for the next socket (a 1013's 5 s floor, a
+		// slow upgrade): a write whose ctx ends mid-frame cuts its socket,
+		// which would be this client's doing, not the fault's.
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err := c.Write(wctx, websocket.MessageText, []byte(m))
 		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			d.writeTimedOut.Store(time.Now().UnixNano())
+		}
 		if written.done(m, err == nil) {
 			r.stats.phantom.Add(1) // echoed, yet Write said it was not written
 		}
@@ -492,7 +495,7 @@ func (r *runner) writeBig(c *resocket.Client, attempt int) {
 		return // the socket that asked is gone already
 	}
 	r.stats.bigWrites.Add(1)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // past any fault: a write ctx that ends cuts the socket
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // past any fault: a write ctx that ends cuts the socket
 	defer cancel()
 	if err := c.Write(ctx, websocket.MessageBinary, bigPayload); err != nil && strings.TrimSpace(err.Error()) == "" {
 		r.stats.unnamed.Add(1)
@@ -530,6 +533,21 @@ var echoUnrecorded = resockettest.Do(func(ctx context.Context, p *resockettest.P
 		}
 	}
 })
+
+// diag is what a mismatch line tells about its client besides the verdict.
+type diag struct {
+	closesItself  bool
+	bigInFlight   atomic.Int32 // large writes not returned yet
+	writeTimedOut atomic.Int64 // when a write last ended by its ctx's deadline (unix ns), or 0
+}
+
+func (d *diag) String() string {
+	s := fmt.Sprintf("large writes in flight %d, closes itself %v", d.bigInFlight.Load(), d.closesItself)
+	if t := d.writeTimedOut.Load(); t != 0 {
+		s += fmt.Sprintf(", a write timed out %v ago", time.Since(time.Unix(0, t)).Round(time.Millisecond))
+	}
+	return s
+}
 
 // echoThen is resockettest.EchoThen without its records: it echoes text
 // (and swallows a large binary write that landed here) for d, then runs
