@@ -279,12 +279,12 @@ func (c *Client) ReadMessage(ctx context.Context) (Message, error) {
 //
 // Writes go out one at a time. A ctx that ends before the frame starts
 // (while the Write waits for OPEN or for the write before it) sends
-// nothing and leaves the socket up. A failed
-// write ends that socket, as does a ctx that ends while the frame is being
-// written (coder/websocket cannot take back half a frame); later writes
-// wait for the next socket. A write that fails because the peer closed
-// does not decide the disconnect: the close frame the peer sent first,
-// if any, is still read, and its code is the verdict.
+// nothing and leaves the socket up. A failed write ends that socket, as
+// does a ctx that ends while the frame is being written (coder/websocket
+// cannot take back half a frame); later writes wait for the next socket.
+// A write that fails because the peer closed does not decide the
+// disconnect: the close frame the peer sent first, if any, is still read,
+// and its code is the verdict.
 func (c *Client) Write(ctx context.Context, typ websocket.MessageType, p []byte) error {
 	if typ != websocket.MessageText && typ != websocket.MessageBinary {
 		return fmt.Errorf("resocket: Write: message type must be MessageText or MessageBinary, got %v", typ)
