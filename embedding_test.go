@@ -196,7 +196,7 @@ func (f *flakyLimiter) Wait(context.Context) error {
 func TestResumeURL(t *testing.T) {
 	t.Parallel()
 	g := startGateway(t, gatewayRules)
-	runShard(t, g, gateway.ShardConfig{IdentifyLimiter: resocket.NewLimiter(1, 300*time.Millisecond)})
+	_, rec := runShard(t, g, gateway.ShardConfig{IdentifyLimiter: resocket.NewLimiter(1, 300*time.Millisecond)})
 	g.Drop(0)
 	if r := waitRecords(t, g, "resume", 1)[0]; r.Path != "/resume" {
 		t.Fatalf("resumed at %q, want the resume URL's /resume", r.Path)
@@ -205,6 +205,7 @@ func TestResumeURL(t *testing.T) {
 	if r := waitRecords(t, g, "identify", 2)[1]; r.Path != "/" {
 		t.Fatalf("identified again at %q, want New's URL", r.Path)
 	}
+	rec.connected(t, 3) // READY came: there is a session to resume (a drop before it identifies again)
 	g.Drop(0)
 	if r := waitRecords(t, g, "resume", 2)[1]; r.Path != "/resume" {
 		t.Fatalf("the new session resumed at %q", r.Path)
