@@ -226,14 +226,11 @@ func isIOError(err error) bool {
 		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne)
 }
 
-// connBroken reports whether err says the connection itself failed: the
-// socket was closed, or the system refused the I/O. A timeout, such as a
-// context's deadline, is not one.
+// connBroken reports whether err says the connection itself failed: an
+// I/O error that is not a timeout (a context's deadline is one).
 func connBroken(err error) bool {
 	var ne net.Error
-	return errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED) ||
-		(errors.As(err, &ne) && !ne.Timeout())
+	return isIOError(err) && !(errors.As(err, &ne) && ne.Timeout())
 }
 
 // isProtocolViolation recognises the frame-level errors coder/websocket

@@ -307,12 +307,12 @@ func (l *loop) serve(s *socket) (*outcome, bool) {
 
 // readFailed describes an open socket whose read pump stopped with err:
 // the client's own cut when it made one, else what err says. A close
-// frame the pump read beats a cut that was a drop (a heartbeat, a beat
-// that failed): the frame came in before the cut took effect, and the
-// peer said why it closed.
+// frame the pump read beats the client's cut (a heartbeat, a beat that
+// failed): the frame came in before the cut took effect, and the peer
+// said why it closed.
 func (c *Client) readFailed(s *socket, err error) outcome {
 	var ce websocket.CloseError
-	if f := s.failure.Load(); f != nil && (f.forced != nil || !errors.As(err, &ce)) {
+	if f := s.failure.Load(); f != nil && !errors.As(err, &ce) {
 		return *f
 	}
 	if errors.Is(err, ErrInvalidUTF8) {

@@ -559,7 +559,7 @@ func echoThen(d time.Duration, fault resockettest.Step) resockettest.Step {
 			defer close(done)
 			echoUnrecorded(ctx, p)
 		}()
-		sleep(ctx, d)
+		resockettest.Sleep(d)(ctx, p)
 		err := fault(ctx, p)
 		p.Conn.CloseNow()
 		<-done

@@ -108,18 +108,6 @@ func closeThenHangUp(code websocket.StatusCode) resockettest.Step {
 	}
 }
 
-// sleep waits d or until ctx ends, and reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // welcome ends the server's side of the chaos handshake: the client reads
 // it before it counts as OPEN.
 const welcome = "welcome"
