@@ -583,7 +583,7 @@ func TestWriteWaitingItsTurnLeavesTheSocketUp(t *testing.T) {
 	t.Parallel()
 	const big = 32 << 20 // more than loopback's buffers hold: the write stalls
 	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{
-		resockettest.Sleep(500 * time.Millisecond), // not reading yet
+		resockettest.Sleep(2 * time.Second), // not reading yet
 		resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
 			for _, want := range []int{big, len("after")} {
 				_, b, err := p.Conn.Read(ctx)
@@ -602,12 +602,15 @@ func TestWriteWaitingItsTurnLeavesTheSocketUp(t *testing.T) {
 	if err := c.Connect(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	first := make(chan error, 1)
+	first, started := make(chan error, 1), make(chan struct{})
+	payload := make([]byte, big)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 		defer cancel()
-		first <- c.Write(ctx, websocket.MessageBinary, make([]byte, big))
+		close(started)
+		first <- c.Write(ctx, websocket.MessageBinary, payload)
 	}()
+	<-started
 	time.Sleep(100 * time.Millisecond) // the big write holds the socket
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	err := c.Write(ctx, websocket.MessageText, []byte("short"))

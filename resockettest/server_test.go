@@ -292,7 +292,7 @@ func TestProxyPassesAResetAfterTheBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	const size = 64 << 10 // taken by the proxy's kernel at once, so the reset throws none of it away
+	const size = 64 << 10
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -301,11 +301,14 @@ func TestProxyPassesAResetAfterTheBytes(t *testing.T) {
 			return
 		}
 		c.Write(make([]byte, size))
+		// A reset throws away what the sender's kernel still holds: give
+		// the bytes time to reach the proxy, then reset.
+		time.Sleep(50 * time.Millisecond)
 		c.(*net.TCPConn).SetLinger(0)
 		c.Close()
 	}()
 	p := resockettest.NewProxy(t, ln.Addr().String())
-	p.SetDefault(resockettest.Settings{Latency: 20 * time.Millisecond}) // the bytes are still in the proxy when the reset comes
+	p.SetDefault(resockettest.Settings{Latency: 300 * time.Millisecond}) // the bytes are still in the proxy when the reset comes
 	c, err := net.Dial("tcp", p.Addr())
 	if err != nil {
 		t.Fatal(err)
