@@ -85,12 +85,12 @@ func TestSlowConsumerIsNotDeadPeer(t *testing.T) {
 	t.Parallel()
 	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.SendN(20, "m%d")}})
 	c, err := resocket.Dial(context.Background(), srv.URL,
-		fast(resocket.WithReadQueue(1), resocket.WithHeartbeat(20*time.Millisecond, 30*time.Millisecond))...)
+		fast(resocket.WithReadQueue(1), resocket.WithHeartbeat(20*time.Millisecond, 100*time.Millisecond))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	time.Sleep(300 * time.Millisecond) // ten pong timeouts with the consumer stalled
+	time.Sleep(time.Second) // ten pong timeouts with the consumer stalled
 	for i := 1; i <= 20; i++ {
 		if got, want := readText(t, c), fmt.Sprintf("m%d", i); got != want {
 			t.Fatalf("got %q, want %q", got, want)
@@ -100,7 +100,7 @@ func TestSlowConsumerIsNotDeadPeer(t *testing.T) {
 		t.Fatalf("stats %+v: a slow consumer was taken for a dead peer", s)
 	}
 	// The heartbeat still works once the consumer keeps up.
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
 	if s := c.Stats(); s.HeartbeatTimeouts != 0 {
 		t.Fatalf("heartbeat timeouts %d on a live peer", s.HeartbeatTimeouts)
 	}
