@@ -79,7 +79,7 @@ func TestLatencyIsNotDeath(t *testing.T) {
 	srv := resockettest.NewServer(t)
 	proxy := startProxy(t, srv)
 	proxy.SetDefault(resockettest.Settings{Latency: 80 * time.Millisecond}) // 160 ms round trip
-	c, err := resocket.Dial(context.Background(), proxy.URL, fast(resocket.WithHeartbeat(50*time.Millisecond, 400*time.Millisecond))...)
+	c, err := resocket.Dial(context.Background(), proxy.URL, fast(resocket.WithHeartbeat(50*time.Millisecond, time.Second))...)
 	if err != nil {
 		t.Fatal(err)
 	}
