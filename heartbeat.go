@@ -49,28 +49,54 @@ func (c *Client) ping(ctx context.Context, s *socket, done chan<- struct{}) {
 		if s.stalled.Load() {
 			continue
 		}
-		stalls := s.stalls.Load()
-		pctx, cancel := context.WithTimeout(ctx, c.cfg.heartbeatTimeout)
-		start := time.Now()
-		err := s.conn.Ping(pctx)
-		late := pctx.Err() != nil
-		cancel()
-		switch {
-		case err == nil:
-			c.stats.rtt.Store(int64(time.Since(start)))
-		case ctx.Err() != nil:
-		case !late:
-			// The ping ended before its deadline: the socket closed under
-			// it (a close frame, a reset), and the pump reports why.
-		case s.stalled.Load() || s.stalls.Load() != stalls:
-			// The pong may be queued behind a message the consumer has not
-			// taken yet: a slow consumer is not a dead peer.
-		default:
-			c.stats.heartbeatTimeouts.Add(1)
-			s.fail(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
-				Err: fmt.Errorf("%w within %v", ErrHeartbeatTimeout, c.cfg.heartbeatTimeout)}})
+		if !c.pingOnce(ctx, s) {
 			return
 		}
+	}
+}
+
+// pingOnce sends one ping and waits for its pong; false means the socket
+// is finished. The timeout is a timer of its own, not the ping's ctx:
+// coder/websocket cuts the socket of a write whose ctx ends before the
+// write returns, even when the frame went out whole, and a process
+// stopped while it wrote the ping (a laptop's sleep) wakes with that
+// deadline long past. The ping's ctx ends only with the socket.
+func (c *Client) pingOnce(ctx context.Context, s *socket) bool {
+	stalls := s.stalls.Load()
+	start := time.Now()
+	pong := make(chan error, 1)
+	go func() { pong <- s.conn.Ping(ctx) }()
+	t := time.NewTimer(c.cfg.heartbeatTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-pong:
+			if err != nil {
+				// The socket closed under the ping (a close frame, a reset,
+				// the client's own cut): the pump reports why.
+				return false
+			}
+			c.stats.rtt.Store(int64(time.Since(start)))
+			return true
+		case <-t.C:
+		}
+		if ctx.Err() != nil { // the socket is being let go
+			<-pong
+			return false
+		}
+		if n := s.stalls.Load(); s.stalled.Load() || n != stalls {
+			// The pong may be queued behind a message the consumer has not
+			// taken yet: a slow consumer is not a dead peer. Wait for the
+			// same pong a while longer.
+			stalls = n
+			t.Reset(c.cfg.heartbeatTimeout)
+			continue
+		}
+		c.stats.heartbeatTimeouts.Add(1)
+		s.fail(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
+			Err: fmt.Errorf("%w within %v", ErrHeartbeatTimeout, c.cfg.heartbeatTimeout)}})
+		<-pong // the cut ends the ping
+		return false
 	}
 }
 

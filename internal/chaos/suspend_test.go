@@ -27,7 +27,8 @@ const (
 )
 
 // suspendChild connects to url, writes a numbered message every 20 ms,
-// and prints every event with the time it happened, until stdin closes.
+// and prints every event and failed write with the time it happened,
+// until stdin closes.
 func suspendChild(url string) {
 	c, err := resocket.New(url, resocket.WithHeartbeat(suspendInterval, suspendInterval))
 	if err != nil {
@@ -47,7 +48,9 @@ func suspendChild(url string) {
 		defer wg.Done()
 		for n := 1; c.State() != resocket.StateClosed; n++ {
 			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-			c.Write(ctx, websocket.MessageText, []byte(fmt.Sprintf("w%d", n)))
+			if err := c.Write(ctx, websocket.MessageText, []byte(fmt.Sprintf("w%d", n))); err != nil {
+				fmt.Printf("%d write: %v\n", time.Now().UnixNano(), err)
+			}
 			cancel()
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -116,6 +119,12 @@ func suspend(t *testing.T, silent bool) {
 		}
 		close(lines)
 	}()
+	var seen []string // the client's lines, shown when the test fails
+	defer func() {
+		if t.Failed() {
+			t.Logf("the client printed:\n%s", strings.Join(seen, "\n"))
+		}
+	}()
 	next := func(what string) (time.Time, string) {
 		t.Helper()
 		deadline := time.After(10 * time.Second)
@@ -125,6 +134,7 @@ func suspend(t *testing.T, silent bool) {
 				if !ok {
 					t.Fatalf("the client ended before %s", what)
 				}
+				seen = append(seen, l)
 				if strings.Contains(l, what) {
 					ns, _ := strconv.ParseInt(strings.Fields(l)[0], 10, 64)
 					return time.Unix(0, ns), l
