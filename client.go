@@ -280,8 +280,12 @@ func (c *Client) ReadMessage(ctx context.Context) (Message, error) {
 // Writes go out one at a time. A ctx that ends before the frame starts
 // (while the Write waits for OPEN or for the write before it) sends
 // nothing and leaves the socket up. A failed write ends that socket, as
-// does a ctx that ends while the frame is being written (coder/websocket
-// cannot take back half a frame); later writes wait for the next socket.
+// does a ctx that ends while the frame is being written (half a frame
+// cannot be taken back): that disconnect is a 1006 retry whose Err wraps
+// ctx's error. Later writes wait for the next socket. A ctx that ends
+// after the frame went out whole, even one whose deadline passed while
+// the process was stopped in the middle of the write, leaves the socket
+// up.
 // A write that fails because the peer closed does not decide the
 // disconnect: the close frame the peer sent first, if any, is still read,
 // and its code is the verdict.
@@ -338,12 +342,18 @@ func (c *Client) writeOn(ctx context.Context, s *socket, typ websocket.MessageTy
 	if err := ctx.Err(); err != nil {
 		return true, fmt.Errorf("resocket: write: %w", err)
 	}
-	err := s.conn.Write(ctx, typ, p)
-	if err != nil {
+	cut, err := s.write(ctx, typ, p)
+	switch {
+	case err == nil:
+		return true, nil
+	case cut:
+		o := writeCut(ctx)
+		s.fail(o)
+		return true, fmt.Errorf("resocket: write: %w", o.d.Err)
+	default:
 		s.writeFailed(err)
 		return true, fmt.Errorf("resocket: write: %w", c.redact.err(err))
 	}
-	return true, nil
 }
 
 // waitWriteLimiter waits on WithWriteLimiter's Limiter, if any, bounded

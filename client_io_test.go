@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -661,3 +664,110 @@ func TestWriteWithAnEndedContextLeavesTheSocketUp(t *testing.T) {
 		t.Fatalf("opens %d, disconnects %d, want 1 and 0: a write with an ended ctx cut the socket", st.Opens, st.Disconnects)
 	}
 }
+
+// A Write whose ctx ends while its message is still being written cuts
+// the socket (half a frame cannot be taken back), and the disconnect says
+// so: a 1006 that resumes, whose Err wraps the ctx's error. Both with the
+// client's own transport and with a caller's RoundTripper, whose TCP
+// connection the client cannot see.
+func TestWriteCutMidMessageSaysSo(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		opts []resocket.Option
+	}{
+		{"own-transport", nil},
+		{"callers-round-tripper", []resocket.Option{resocket.WithDialOptions(&websocket.DialOptions{
+			HTTPClient: &http.Client{Transport: roundTripperFunc(http.DefaultTransport.(*http.Transport).Clone().RoundTrip)},
+		})}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			const big = 32 << 20 // more than loopback's buffers hold: the write stalls
+			srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{
+				resockettest.Sleep(time.Minute), // never reads
+			}})
+			c, rec := newRecorded(t, srv.URL, fast(tc.opts...)...)
+			if err := c.Connect(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			payload := make([]byte, big)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			err := c.Write(ctx, websocket.MessageBinary, payload)
+			mustErrorIs(t, err, context.DeadlineExceeded)
+			if !strings.Contains(err.Error(), "socket was cut") {
+				t.Fatalf("the write was not cut mid-frame: %v", err)
+			}
+			d := rec.disconnected(t)
+			if d.Code != websocket.StatusAbnormalClosure || d.Action != resocket.ActionRetry {
+				t.Fatalf("verdict %v %v, want a 1006 retry", d.Code, d.Action)
+			}
+			if !errors.Is(d.Err, context.DeadlineExceeded) || !strings.Contains(d.Err.Error(), "Write's ctx ended") {
+				t.Fatalf("the disconnect does not name the write that cut it: %v", d.Err)
+			}
+			rec.connected(t, 2)
+		})
+	}
+}
+
+// A Write whose ctx ends just as its message has gone out whole leaves
+// the socket up: so does a process stopped mid-write (a laptop's sleep)
+// that wakes with the deadline long past. coder/websocket, given the ctx,
+// would cut the socket here. The connection under the client ends the
+// ctx right after its write of the frame returns, and then lets the
+// ctx's watchers run before the write returns up the stack.
+func TestWriteWhoseCtxEndsAsItFinishesLeavesTheSocketUp(t *testing.T) {
+	t.Parallel()
+	srv := resockettest.NewServer(t)
+	var arm atomic.Pointer[context.CancelFunc]
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &cancelAfterWrite{Conn: conn, arm: &arm}, nil
+	}
+	c, _ := newRecorded(t, srv.URL, fast(resocket.WithDialOptions(&websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}}))...)
+	if err := c.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		arm.Store(&cancel)
+		msg := fmt.Sprintf("m%d", i)
+		if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		if ctx.Err() == nil {
+			t.Fatal("the ctx did not end during the write")
+		}
+		if got := readText(t, c); got != msg {
+			t.Fatalf("echo %q, want %q", got, msg)
+		}
+	}
+	if st := c.Stats(); st.Opens != 1 || st.Disconnects != 0 {
+		t.Fatalf("opens %d, disconnects %d, want 1 and 0: a write that went out whole cut its socket", st.Opens, st.Disconnects)
+	}
+}
+
+// cancelAfterWrite ends the armed ctx after a write to the connection
+// returns, and gives the ctx's watchers time to run.
+type cancelAfterWrite struct {
+	net.Conn
+	arm *atomic.Pointer[context.CancelFunc]
+}
+
+func (c *cancelAfterWrite) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if cancel := c.arm.Swap(nil); cancel != nil {
+		(*cancel)()
+		time.Sleep(20 * time.Millisecond)
+	}
+	return n, err
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

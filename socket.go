@@ -69,6 +69,79 @@ func (s *socket) writeFailed(err error) {
 	s.retire()
 }
 
+// write writes one message, bounded by ctx. Given ctx, coder/websocket
+// cuts the socket whenever ctx ends before the write returns, even when
+// the frame had gone out whole: a process stopped mid-write (a laptop's
+// sleep) wakes with the deadline long past and loses a healthy socket.
+// So coder/websocket gets no deadline, and when ctx ends while the write
+// is in progress, the client moves the TCP write deadline to the past,
+// which fails the write only if it has not finished. Where the TCP
+// connection is out of sight (a caller's own RoundTripper), it cuts the
+// socket instead. Either way a write that fails because ctx ended cuts
+// the socket, and the disconnect says so (errWriteCut).
+//
+// cut reports a write that failed because ctx ended.
+func (s *socket) write(ctx context.Context, typ websocket.MessageType, p []byte) (cut bool, err error) {
+	if ctx.Done() == nil {
+		return false, s.conn.Write(ctx, typ, p)
+	}
+	w := &boundedWrite{s: s, ctx: ctx, writing: true}
+	stop := context.AfterFunc(ctx, w.cut)
+	err = s.conn.Write(context.WithoutCancel(ctx), typ, p)
+	stop()
+	return w.finish(err), err
+}
+
+// boundedWrite is one write that its ctx can cut.
+type boundedWrite struct {
+	s       *socket
+	ctx     context.Context
+	mu      sync.Mutex
+	writing bool // the write has not returned
+	ended   bool // ctx ended while it had not
+}
+
+// cut fails the write if it is still in progress.
+func (w *boundedWrite) cut() {
+	w.mu.Lock()
+	if !w.writing {
+		w.mu.Unlock()
+		return
+	}
+	w.ended = true
+	known := w.s.tcp.known()
+	if known {
+		w.s.tcp.setWriteDeadline(time.Unix(1, 0))
+	}
+	w.mu.Unlock()
+	if !known {
+		w.s.fail(writeCut(w.ctx))
+	}
+}
+
+// finish records that the write returned, and reports whether ctx cut
+// it. One that got through whole although ctx ended as it returned
+// leaves the socket as it was: the deadline is lifted again.
+func (w *boundedWrite) finish(err error) (cut bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writing = false
+	if w.ended && err == nil {
+		w.s.tcp.setWriteDeadline(time.Time{})
+	}
+	return w.ended && err != nil
+}
+
+// writeCut is how a socket ends when a Write's ctx ended mid-frame.
+func writeCut(ctx context.Context) outcome {
+	return outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
+		Err: fmt.Errorf("%w: %w", errWriteCut, ctx.Err())}}
+}
+
+// errWriteCut is the Err of a 1006 disconnect the client made itself: a
+// Write's ctx ended while its message was being written.
+var errWriteCut = errors.New("a Write's ctx ended before its message went out whole, so the socket was cut")
+
 // fail ends the socket with the client's own verdict material, unless it
 // already failed.
 func (s *socket) fail(o outcome) {

@@ -24,6 +24,23 @@ func (s *tcpSlot) set(conn net.Conn) {
 	s.mu.Unlock()
 }
 
+// known reports whether the dial's connection was recorded: a caller's
+// RoundTripper that is not an *http.Transport dials out of sight.
+func (s *tcpSlot) known() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn != nil
+}
+
+// setWriteDeadline sets the recorded connection's write deadline.
+func (s *tcpSlot) setWriteDeadline(t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil {
+		s.conn.SetWriteDeadline(t)
+	}
+}
+
 func (s *tcpSlot) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
