@@ -87,7 +87,7 @@ func (s *socket) write(ctx context.Context, typ websocket.MessageType, p []byte)
 	}
 	w := &boundedWrite{s: s, ctx: ctx, writing: true}
 	stop := context.AfterFunc(ctx, w.cut)
-	err = s.conn.Write(context.WithoutCancel(ctx), typ, p)
+	err = s.conn.Write(context.Background(), typ, p) // ctx only bounds the write: coder/websocket reads no values from it
 	stop()
 	return w.finish(err), err
 }

@@ -263,3 +263,44 @@ func streamHandler(b *testing.B, size int, cmd []byte) {
 		<-done
 	})
 }
+
+// BenchmarkEchoDeadline is BenchmarkEcho at 1 KiB with a fresh 10 s
+// deadline on every write, as a careful caller writes. Both sides pay for
+// watching the ctx during the write: coder/websocket to cut the socket
+// when it ends, resocket to tell a frame that went out whole from one
+// that did not.
+func BenchmarkEchoDeadline(b *testing.B) {
+	msg := make([]byte, 1<<10)
+	for _, impl := range []string{"coder", "resocket-read"} {
+		b.Run("size=1024/impl="+impl, func(b *testing.B) {
+			var write func(ctx context.Context, p []byte) error
+			var read func() error
+			switch c := dial(b, impl).(type) {
+			case coderConn:
+				defer c.close()
+				write = func(ctx context.Context, p []byte) error { return c.c.Write(ctx, coder.MessageBinary, p) }
+				read = c.recv
+			case readConn:
+				defer c.close()
+				write = func(ctx context.Context, p []byte) error { return c.c.Write(ctx, coder.MessageBinary, p) }
+				read = c.recv
+			}
+			if err := write(context.Background(), []byte("echo")); err != nil {
+				b.Fatal(err)
+			}
+			measure(b, len(msg), func() {
+				for i := 0; i < b.N; i++ {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					err := write(ctx, msg)
+					cancel()
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := read(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
