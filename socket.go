@@ -77,10 +77,8 @@ func (s *socket) writeFailed(err error) {
 // is in progress, the client moves the TCP write deadline to the past,
 // which fails the write only if it has not finished. Where the TCP
 // connection is out of sight (a caller's own RoundTripper), it cuts the
-// socket instead. Either way a write that fails because ctx ended cuts
-// the socket, and the disconnect says so (errWriteCut).
-//
-// cut reports a write that failed because ctx ended.
+// socket instead. cut reports a write that failed because ctx ended: it
+// ends the socket, and the disconnect says so (errWriteCut).
 func (s *socket) write(ctx context.Context, typ websocket.MessageType, p []byte) (cut bool, err error) {
 	if ctx.Done() == nil {
 		return false, s.conn.Write(ctx, typ, p)
