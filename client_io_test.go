@@ -771,3 +771,40 @@ func (c *cancelAfterWrite) Write(p []byte) (int, error) {
 type roundTripperFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A Write cut mid-frame by its ctx stays the verdict when the server was
+// pinging meanwhile: the pongs wait behind the stalled write and then fail
+// on the deadline that cut it, and that timeout is the write's doing.
+// Several rounds, since which one the client hears of first is a race.
+func TestWriteCutWhileTheServerPingsSaysSo(t *testing.T) {
+	t.Parallel()
+	const big = 32 << 20 // more than loopback's buffers hold: the write stalls
+	payload := make([]byte, big)
+	for round := 0; round < 8; round++ {
+		srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{
+			resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
+				for ctx.Err() == nil { // pings, and never reads the pongs or the write
+					pctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+					p.Conn.Ping(pctx) // ends waiting for the pong, never mid-frame
+					cancel()
+				}
+				return ctx.Err()
+			}),
+		}})
+		c, rec := newRecorded(t, srv.URL, fast()...)
+		if err := c.Connect(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		err := c.Write(ctx, websocket.MessageBinary, payload)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "socket was cut") {
+			t.Fatalf("round %d: the write was not cut mid-frame: %v", round, err)
+		}
+		d := rec.disconnected(t)
+		if !errors.Is(d.Err, context.DeadlineExceeded) || d.Action != resocket.ActionRetry {
+			t.Fatalf("round %d: verdict %v %v %v, want the write's cut (a 1006 retry wrapping its ctx's error)", round, d.Code, d.Action, d.Err)
+		}
+		c.Close()
+	}
+}

@@ -229,8 +229,14 @@ func isIOError(err error) bool {
 // connBroken reports whether err says the connection itself failed: an
 // I/O error that is not a timeout (a context's deadline is one).
 func connBroken(err error) bool {
+	return isIOError(err) && !isTimeout(err)
+}
+
+// isTimeout reports whether err, anywhere in its chain, is a net.Error
+// timeout.
+func isTimeout(err error) bool {
 	var ne net.Error
-	return isIOError(err) && !(errors.As(err, &ne) && ne.Timeout())
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // isProtocolViolation recognises the frame-level errors coder/websocket

@@ -40,6 +40,11 @@ type socket struct {
 	// is not a dead peer.
 	stalled atomic.Bool
 	stalls  atomic.Int64
+	// cutting is the verdict of a Write whose ctx ended mid-frame, from
+	// the moment its TCP write deadline moved to the past: a pong written
+	// meanwhile fails the pump with a timeout, and the write, not that
+	// timeout, is what ended the socket.
+	cutting atomic.Pointer[outcome]
 
 	app appHeartbeat
 
@@ -109,6 +114,8 @@ func (w *boundedWrite) cut() {
 	w.ended = true
 	known := w.s.tcp.known()
 	if known {
+		o := writeCut(w.ctx)
+		w.s.cutting.Store(&o)
 		w.s.tcp.setWriteDeadline(time.Unix(1, 0))
 	}
 	w.mu.Unlock()
@@ -126,6 +133,7 @@ func (w *boundedWrite) finish(err error) (cut bool) {
 	w.writing = false
 	if w.ended && err == nil {
 		w.s.tcp.setWriteDeadline(time.Time{})
+		w.s.cutting.Store(nil)
 	}
 	return w.ended && err != nil
 }
@@ -377,7 +385,8 @@ func (l *loop) serve(s *socket) (*outcome, bool) {
 }
 
 // readFailed describes an open socket whose read pump stopped with err:
-// the client's own cut when it made one, else what err says. A close
+// the client's own cut when it made one (a pong that failed on the
+// deadline of a Write's cut counts as that cut), else what err says. A close
 // frame the pump read beats the client's cut (a heartbeat, a beat that
 // failed): the frame came in before the cut took effect, and the peer
 // said why it closed.
@@ -385,6 +394,10 @@ func (c *Client) readFailed(s *socket, err error) outcome {
 	var ce websocket.CloseError
 	if f := s.failure.Load(); f != nil && !errors.As(err, &ce) {
 		return *f
+	}
+	if o := s.cutting.Load(); o != nil && isTimeout(err) {
+		s.retire()
+		return *o
 	}
 	if errors.Is(err, ErrInvalidUTF8) {
 		c.closeSocket(s, websocket.StatusInvalidFramePayloadData, "invalid UTF-8 in a text message")
