@@ -71,15 +71,7 @@ func TestReadContextLeavesSocketUp(t *testing.T) {
 	if _, _, err := c.Read(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Read = %v, want DeadlineExceeded", err)
 	}
-	if err := c.Write(context.Background(), websocket.MessageText, []byte("still here")); err != nil {
-		t.Fatal(err)
-	}
-	if got := readText(t, c); got != "still here" {
-		t.Fatalf("echo %q", got)
-	}
-	if s := c.Stats(); s.Opens != 1 || s.Disconnects != 0 {
-		t.Fatalf("stats %+v: the socket must have stayed up", s)
-	}
+	mustEchoOnFirstSocket(t, c, "still here", "a Read whose ctx ended cut the socket")
 }
 
 // A consumer slower than the pong timeout is not a dead peer: the pump
@@ -630,9 +622,7 @@ func TestWriteWaitingItsTurnLeavesTheSocketUp(t *testing.T) {
 	if got := readText(t, c); got != "done" {
 		t.Fatalf("read %q, want done", got)
 	}
-	if st := c.Stats(); st.Opens != 1 || st.Disconnects != 0 {
-		t.Fatalf("opens %d, disconnects %d, want 1 and 0: the timed-out write cut the socket", st.Opens, st.Disconnects)
-	}
+	mustStayOnFirstSocket(t, c, "the timed-out write cut the socket")
 }
 
 // A Write whose ctx has already ended sends nothing and leaves the socket
@@ -652,17 +642,7 @@ func TestWriteWithAnEndedContextLeavesTheSocketUp(t *testing.T) {
 		err := c.Write(ended, websocket.MessageText, []byte("never"))
 		mustErrorIs(t, err, context.Canceled)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	if err := c.Write(ctx, websocket.MessageText, []byte("after")); err != nil {
-		t.Fatal(err)
-	}
-	if got := readText(t, c); got != "after" {
-		t.Fatalf("echo %q, want after", got)
-	}
-	if st := c.Stats(); st.Opens != 1 || st.Disconnects != 0 {
-		t.Fatalf("opens %d, disconnects %d, want 1 and 0: a write with an ended ctx cut the socket", st.Opens, st.Disconnects)
-	}
+	mustEchoOnFirstSocket(t, c, "after", "a write with an ended ctx cut the socket")
 }
 
 // A Write whose ctx ends while its message is still being written cuts
@@ -747,9 +727,7 @@ func TestWriteWhoseCtxEndsAsItFinishesLeavesTheSocketUp(t *testing.T) {
 			t.Fatalf("echo %q, want %q", got, msg)
 		}
 	}
-	if st := c.Stats(); st.Opens != 1 || st.Disconnects != 0 {
-		t.Fatalf("opens %d, disconnects %d, want 1 and 0: a write that went out whole cut its socket", st.Opens, st.Disconnects)
-	}
+	mustStayOnFirstSocket(t, c, "a write that went out whole cut its socket")
 }
 
 // cancelAfterWrite ends the armed ctx after a write to the connection

@@ -151,6 +151,34 @@ func equal[T comparable](t *testing.T, what string, got, want []T) {
 	}
 }
 
+// mustStayOnFirstSocket fails the test, saying why it matters, unless the
+// client is still on the socket it opened first.
+func mustStayOnFirstSocket(t *testing.T, c *resocket.Client, why string) {
+	t.Helper()
+	if st := c.Stats(); st.Opens != 1 || st.Disconnects != 0 {
+		t.Fatalf("opens %d, disconnects %d, want 1 and 0: %s", st.Opens, st.Disconnects, why)
+	}
+}
+
+// mustEchoOnFirstSocket writes msg, reads its echo, and checks that the
+// client is still on the socket it opened first.
+func mustEchoOnFirstSocket(t *testing.T, c *resocket.Client, msg, why string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+		t.Fatalf("write %q: %v", msg, err)
+	}
+	_, b, err := c.Read(ctx)
+	if err != nil {
+		t.Fatalf("echo of %q: %v", msg, err)
+	}
+	if string(b) != msg {
+		t.Fatalf("echo %q, want %q", b, msg)
+	}
+	mustStayOnFirstSocket(t, c, why)
+}
+
 func mustErrorIs(t *testing.T, err, target error) {
 	t.Helper()
 	if !errors.Is(err, target) {

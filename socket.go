@@ -65,7 +65,8 @@ func (s *socket) retire() {
 // (a reset, a hang-up, a closed socket), the pump is left to end the
 // socket: the peer's close frame may still wait to be read, and its code,
 // not the failed write, is the verdict; the read fails next by itself.
-// Any other failure (the write's ctx ended) cuts the socket now.
+// Any other failure (coder/websocket's own, with no I/O error in it) cuts
+// the socket now. A write its ctx cut is not here: writeOn names it.
 func (s *socket) writeFailed(err error) {
 	if connBroken(err) {
 		s.retired.Store(true)
