@@ -60,9 +60,13 @@ type Client struct {
 	cut          context.CancelCauseFunc // cuts the attempt in progress, for Reconnect
 	resumeURL    string                  // where resume-mode attempts dial; "" is url
 
-	// current is the socket being dialed, handshaken or served, for
-	// AckHeartbeat; nil between sockets.
+	// current is the socket being handshaken or served, for Reconnect
+	// and AckHeartbeat; nil between sockets. Written under mu.
 	current atomic.Pointer[socket]
+	// handlerClosed is closed when Close is called from inside the
+	// WithOnMessage handler: the client then does not wait for it.
+	handlerClosed     chan struct{}
+	handlerClosedOnce sync.Once
 }
 
 // Message is one message received from the server.
@@ -70,9 +74,16 @@ type Message struct {
 	Type websocket.MessageType
 	Data []byte
 	// Attempt is the Session.Attempt of the socket the message arrived on.
-	// When it changes, a new socket began: per-socket state (a zlib-stream
-	// inflater, sequence bookkeeping) resets exactly there.
+	// When it changes, a new socket began: transport state bound to one
+	// socket (a zlib-stream inflater) resets exactly there. Protocol
+	// state does not: a gateway's sequence number survives a resume,
+	// which is a new socket, and starts again only with a new session
+	// (READY).
 	Attempt int
+	// Session is the socket the message arrived on. Reply, Reconnect and
+	// ACK through it: an answer to this message then never reaches a
+	// later socket (see Session).
+	Session *Session
 }
 
 // Stats are counters over the client's life.
@@ -113,17 +124,18 @@ func New(rawURL string, opts ...Option) (*Client, error) {
 		}
 	}
 	c := &Client{
-		url:          rawURL,
-		safeURL:      RedactURL(rawURL),
-		cfg:          cfg,
-		redact:       newRedactor(u, cfg.dialOptions.HTTPHeader),
-		queue:        make(chan Message, cfg.readQueue),
-		resumeURL:    cfg.resumeURL,
-		reconnects:   make(chan reconnectRequest, 1),
-		stateChanged: make(chan struct{}),
-		done:         make(chan struct{}),
-		firstOpen:    make(chan struct{}),
-		dialOpt:      cfg.dialOptions,
+		url:           rawURL,
+		safeURL:       RedactURL(rawURL),
+		cfg:           cfg,
+		redact:        newRedactor(u, cfg.dialOptions.HTTPHeader),
+		queue:         make(chan Message, cfg.readQueue),
+		resumeURL:     cfg.resumeURL,
+		reconnects:    make(chan reconnectRequest, 1),
+		stateChanged:  make(chan struct{}),
+		done:          make(chan struct{}),
+		firstOpen:     make(chan struct{}),
+		handlerClosed: make(chan struct{}),
+		dialOpt:       cfg.dialOptions,
 	}
 	if c.backoff = cfg.newBackoff(); c.backoff == nil {
 		return nil, errors.New("resocket: WithBackoff: function returned a nil BackOff")
@@ -182,7 +194,8 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 // to CLOSED and Connect returns an error wrapping ctx's error and the last
 // attempt's cause. A fatal first attempt returns the fatal error. Once
 // OPEN, the client lives until Close or a fatal disconnect, reconnecting as
-// needed. Connect may be called once.
+// needed. Connect returns nil if and only if a socket reached OPEN,
+// whatever happened to it after. Connect may be called once.
 func (c *Client) Connect(ctx context.Context) error {
 	c.mu.Lock()
 	switch {
@@ -201,8 +214,7 @@ func (c *Client) Connect(ctx context.Context) error {
 	select {
 	case <-c.firstOpen:
 		return nil
-	case <-c.done:
-		return c.Err()
+	case <-c.done: // firstOpen may be closed too: the select picked at random
 	case <-ctx.Done():
 	}
 	c.mu.Lock()
@@ -210,7 +222,9 @@ func (c *Client) Connect(ctx context.Context) error {
 		c.mu.Unlock()
 		return nil
 	}
-	c.requestStop(&stopRequest{ctxErr: ctx.Err()})
+	if c.State() != StateClosed {
+		c.requestStop(&stopRequest{ctxErr: ctx.Err()})
+	}
 	c.mu.Unlock()
 	<-c.done
 	return c.Err()
@@ -245,19 +259,19 @@ func (c *Client) ReadMessage(ctx context.Context) (Message, error) {
 	}
 	select {
 	case m := <-c.queue:
-		return m, nil
+		return taken(m), nil
 	default:
 	}
 	if done := ctx.Done(); done == nil { // a ctx that never ends: one case fewer to wait on
 		select {
 		case m := <-c.queue:
-			return m, nil
+			return taken(m), nil
 		case <-c.done:
 		}
 	} else {
 		select {
 		case m := <-c.queue:
-			return m, nil
+			return taken(m), nil
 		case <-done:
 			return Message{}, ctx.Err()
 		case <-c.done:
@@ -266,10 +280,17 @@ func (c *Client) ReadMessage(ctx context.Context) (Message, error) {
 	// CLOSED: what arrived before a fatal end is still delivered first.
 	select {
 	case m := <-c.queue:
-		return m, nil
+		return taken(m), nil
 	default:
 	}
 	return Message{}, c.Err()
+}
+
+// taken counts m out of its socket's read queue: while any of a socket's
+// messages wait there, its heartbeat's answer may be among them.
+func taken(m Message) Message {
+	m.Session.sock.queued.Add(-1)
+	return m
 }
 
 // Write sends one message on the live socket. While CONNECTING it waits for
@@ -290,8 +311,8 @@ func (c *Client) ReadMessage(ctx context.Context) (Message, error) {
 // disconnect: the close frame the peer sent first, if any, is still read,
 // and its code is the verdict.
 func (c *Client) Write(ctx context.Context, typ websocket.MessageType, p []byte) error {
-	if typ != websocket.MessageText && typ != websocket.MessageBinary {
-		return fmt.Errorf("resocket: Write: message type must be MessageText or MessageBinary, got %v", typ)
+	if err := checkMessageType("Write", typ); err != nil {
+		return err
 	}
 	if err := c.waitWriteLimiter(ctx); err != nil {
 		return err
@@ -321,6 +342,13 @@ func (c *Client) Write(ctx context.Context, typ websocket.MessageType, p []byte)
 	}
 }
 
+func checkMessageType(method string, typ websocket.MessageType) error {
+	if typ != websocket.MessageText && typ != websocket.MessageBinary {
+		return fmt.Errorf("resocket: %s: message type must be MessageText or MessageBinary, got %v", method, typ)
+	}
+	return nil
+}
+
 // writeOn writes one message on s, or reports (false) that s was retired
 // while the write waited for its turn. Writes take turns on the socket's
 // gate, so a Write whose ctx ends while it waits has written nothing and
@@ -348,7 +376,7 @@ func (c *Client) writeOn(ctx context.Context, s *socket, typ websocket.MessageTy
 		return true, nil
 	case cut:
 		o := writeCut(ctx)
-		s.fail(o)
+		s.cut(o, false)
 		return true, fmt.Errorf("resocket: write: %w", o.d.Err)
 	default:
 		s.writeFailed(err)
@@ -380,23 +408,24 @@ func (c *Client) waitWriteLimiter(ctx context.Context) error {
 // Reconnect closes the current socket with code and reason and acts as if
 // the server had asked for action a: ActionRetry resumes, ActionReidentify
 // starts a fresh session, ActionFatal closes the client with
-// ErrReconnectRequested. Use it for a protocol's own signals, such as a
-// gateway's "reconnect" or "invalid session" messages. It returns at once;
-// the events tell what followed.
+// ErrReconnectRequested. It returns at once; the events tell what followed.
+//
+// It acts on whichever socket is current when it is called. To act on a
+// signal read from a socket (a gateway's "reconnect" or "invalid session"
+// message), use that message's Session.Reconnect instead: a signal handled
+// after its socket ended must not end the next one.
 //
 // Its verdict goes through the same steps as any disconnect (counted,
-// loop-guarded, scheduled, published as Disconnected). While OPEN the
-// next attempt waits for the schedule. While CONNECTING it cuts a dial or
-// a handshake in progress, and it cuts the wait that followed a
-// disconnect, so the next attempt is made at once. Requests never add up
-// to skip the backoff: one made while another is pending, or while the
-// client waits to carry one out, joins it (the stronger action wins, the
-// wait stands).
+// loop-guarded, scheduled, published as Disconnected), and a socket's end
+// is judged once: a close frame the peer had already sent, or a cut the
+// client had already made, decides instead. While OPEN the next attempt
+// waits for the schedule. While CONNECTING it cuts a dial or a handshake
+// in progress, and it cuts the wait that followed a disconnect, so the
+// next attempt is made at once. Requests never add up to skip the
+// backoff: one made while another is pending, or while the client waits
+// to carry one out, joins it (the stronger action wins, the wait stands).
 func (c *Client) Reconnect(code websocket.StatusCode, reason string, a Action) error {
-	if !a.valid() {
-		return fmt.Errorf("resocket: Reconnect: invalid action %v", a)
-	}
-	if err := checkCloseFrame("Reconnect", code, reason); err != nil {
+	if err := checkReconnect("Reconnect", code, reason, a); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -408,6 +437,9 @@ func (c *Client) Reconnect(code websocket.StatusCode, reason string, a Action) e
 		return errors.New("resocket: Reconnect: not connected yet; call Connect first")
 	}
 	r := reconnectRequest{code: code, reason: reason, action: a}
+	if s := c.current.Load(); s != nil && c.reconnectSocket(s, r) {
+		return nil
+	}
 	select {
 	case c.reconnects <- r:
 	default: // one is pending: merge, the stronger action wins
@@ -422,6 +454,15 @@ func (c *Client) Reconnect(code websocket.StatusCode, reason string, a Action) e
 		c.cut(errCut)
 	}
 	return nil
+}
+
+// checkReconnect reports an action, close code or reason a Reconnect
+// cannot use.
+func checkReconnect(method string, code websocket.StatusCode, reason string, a Action) error {
+	if !a.valid() {
+		return fmt.Errorf("resocket: %s: invalid action %v", method, a)
+	}
+	return checkCloseFrame(method, code, reason)
 }
 
 // checkCloseFrame reports a close code or reason that cannot be sent.
@@ -448,9 +489,13 @@ func sendableCode(code websocket.StatusCode) bool {
 // Close ends the client from any state: it cancels a dial, a handshake or
 // a wait at once, sends 1000 on an open socket and waits up to the close
 // timeout for the peer's answer. It returns once the client is CLOSED and
-// its goroutines have ended (from inside the handshake it returns as soon
-// as the client is CLOSED). Close may be called any number of times; after
-// it Err is ErrClosed. It always returns nil.
+// its goroutines have ended, the WithOnMessage handler included: a Close
+// made while the handler runs returns after the handler returned. Two
+// calls are exceptions, since they cannot wait for themselves: a Close
+// from inside the handler returns once the client is CLOSED, and the
+// handler's call ends by itself right after; a Close from inside the
+// handshake returns once the client is CLOSED. Close may be called any
+// number of times; after it Err is ErrClosed. It always returns nil.
 func (c *Client) Close() error {
 	c.close(&stopRequest{byClose: true})
 	return nil
@@ -471,6 +516,13 @@ func (c *Client) CloseWith(code websocket.StatusCode, reason string) error {
 }
 
 func (c *Client) close(r *stopRequest) {
+	if c.cfg.onMessage != nil {
+		if s := c.current.Load(); s != nil {
+			if g := s.handler.Load(); g != 0 && g == goid() {
+				c.handlerClosedOnce.Do(func() { close(c.handlerClosed) })
+			}
+		}
+	}
 	c.mu.Lock()
 	c.requestStop(r)
 	if !c.started { // no loop to ask: Close winds down itself
@@ -502,12 +554,16 @@ func (c *Client) SetResumeURL(rawURL string) error {
 }
 
 // AckHeartbeat tells the client that the protocol's heartbeat ACK arrived
-// (Discord's op 11) for the current socket's Session.Heartbeat. Call it
-// from the handshake or from the code that reads messages; an ACK with no
-// beat outstanding is ignored.
+// (Discord's op 11) for the current socket's Session.Heartbeat. An ACK
+// with no beat outstanding is ignored.
+//
+// Deprecated: an ACK read from one socket and acknowledged after the next
+// one opened would count for the wrong socket and could hide a zombie
+// there. Use the Session.AckHeartbeat of the message that carried the
+// ACK (Message.Session), or of the handshake.
 func (c *Client) AckHeartbeat() {
 	if s := c.current.Load(); s != nil {
-		s.ack(c)
+		s.session.AckHeartbeat()
 	}
 }
 
@@ -523,10 +579,11 @@ func (c *Client) Done() <-chan struct{} { return c.done }
 // websocket.CloseError; after a fatal upgrade status it finds an
 // *UpgradeError; after the loop guard or an exhausted schedule errors.Is
 // finds ErrReidentifyLoop or ErrRetriesExhausted.
+//
+// It is final before the terminal event is published: whoever receives
+// StateChanged{To: StateClosed} finds Err (and State) already set.
 func (c *Client) Err() error {
-	select {
-	case <-c.done:
-	default:
+	if c.State() != StateClosed {
 		return nil
 	}
 	c.mu.Lock()

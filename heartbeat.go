@@ -93,8 +93,8 @@ func (c *Client) pingOnce(ctx context.Context, s *socket) bool {
 			continue
 		}
 		c.stats.heartbeatTimeouts.Add(1)
-		s.fail(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
-			Err: fmt.Errorf("%w within %v", ErrHeartbeatTimeout, c.cfg.heartbeatTimeout)}})
+		s.cut(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
+			Err: fmt.Errorf("%w within %v", ErrHeartbeatTimeout, c.cfg.heartbeatTimeout)}}, false)
 		<-pong // the cut ends the ping
 		return false
 	}
@@ -123,18 +123,20 @@ type appHeartbeat struct {
 // time.
 //
 // Call it from the handshake, once per socket; it stops when the socket
-// ends. A beat that returns an error or panics cuts the socket as a drop
+// ends. Acknowledge through the same Session (s.AckHeartbeat, or
+// Message.Session.AckHeartbeat for an ACK read after the handshake), so
+// that an ACK read from this socket never counts for the next one. A beat that returns an error or panics cuts the socket as a drop
 // (1006). An interval that is not positive, or a nil beat, is a bug in the
 // caller: the socket is cut and the client stops with an error that says
 // so. A second call on the same socket is ignored.
 func (s *Session) Heartbeat(interval time.Duration, beat func(ctx context.Context) error) {
-	if s.sock == nil || s.c == nil {
-		return // a Session the client did not make
+	c, sock, ok := s.live()
+	if !ok {
+		return // a nil Session, or one the client did not make
 	}
-	sock, c := s.sock, s.c
 	if err := checkHeartbeat(interval, beat); err != nil {
 		fatal := ActionFatal
-		sock.fail(outcome{d: Disconnect{Err: err}, forced: &fatal})
+		sock.cut(outcome{d: Disconnect{Err: err}, forced: &fatal}, false)
 		return
 	}
 	sock.app.mu.Lock()
@@ -172,25 +174,27 @@ func (c *Client) beatLoop(s *socket, interval time.Duration, beat func(context.C
 		t.Reset(interval)
 		if c.zombie(s, &stalls) {
 			c.stats.heartbeatTimeouts.Add(1)
-			s.fail(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
-				Err: fmt.Errorf("%w within %v", ErrZombie, interval)}})
+			s.cut(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
+				Err: fmt.Errorf("%w within %v", ErrZombie, interval)}}, false)
 			return
 		}
 		if err := sendBeat(s, interval, beat); err != nil {
-			s.fail(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
-				Err: fmt.Errorf("heartbeat beat failed: %w", c.redact.err(err))}})
+			s.cut(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
+				Err: fmt.Errorf("heartbeat beat failed: %w", c.redact.err(err))}}, false)
 			return
 		}
 	}
 }
 
 // zombie reports whether the previous beat is still unacknowledged with
-// no stall of the consumer since it was sent.
+// no stall of the consumer since it was sent. The consumer is stalled
+// while the pump waits for it or runs its handler, and while any message
+// of this socket waits in the read queue: the ACK may be among them.
 func (c *Client) zombie(s *socket, stalls *int64) bool {
 	s.app.mu.Lock()
 	defer s.app.mu.Unlock()
 	now := s.stalls.Load()
-	stalled := s.stalled.Load() || now != *stalls
+	stalled := s.stalled.Load() || now != *stalls || s.queued.Load() > 0
 	*stalls = now
 	return s.app.outstanding && !stalled
 }

@@ -25,6 +25,10 @@ type outcome struct {
 	// schedule (a Reconnect during the wait).
 	byRequest bool
 	delay     *time.Duration
+	// closeCode and closeReason, when set, are the close frame the client
+	// sends on the socket (a Reconnect's).
+	closeCode   websocket.StatusCode
+	closeReason string
 }
 
 // loop is the connection loop's own state; only its goroutine touches it.
@@ -246,7 +250,12 @@ func (l *loop) finish() {
 	if s := l.sock; s != nil {
 		code, reason := closeCode(req)
 		c.closeSocket(s, code, reason)
-		c.waitPumpUnlessInHandler(s)
+		if s.pumpDone != nil {
+			select {
+			case <-s.pumpDone: // with WithOnMessage: the handler's last call returned
+			case <-c.handlerClosed: // unless the handler is what is closing the client
+			}
+		}
 	}
 	if c.transport != nil {
 		c.transport.CloseIdleConnections()

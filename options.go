@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -53,17 +52,6 @@ func (m Mode) String() string {
 // nil opens the socket; an error ends it and is classified (see Fatal and
 // Reidentify to force the decision).
 type Handshake func(ctx context.Context, s *Session) error
-
-// Session is what the handshake gets, per socket.
-type Session struct {
-	Mode     Mode            // ModeIdentify or ModeResume
-	Attempt  int             // the attempt that made this socket, 1 for the client's first
-	Conn     *websocket.Conn // the raw socket; use it inside the handshake and for Heartbeat's beats
-	Response *http.Response  // the upgrade response
-
-	c    *Client
-	sock *socket
-}
 
 // Option configures a Client. Options are checked by New: a nil or
 // out-of-range value is an error that names the option.

@@ -1,11 +1,13 @@
 package resocket
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,35 +18,37 @@ import (
 
 // socket is one upgraded WebSocket, the TCP connection under it, and what
 // runs beside it: the read pump while it is open, and the application
-// heartbeat from the handshake on.
+// heartbeat from the handshake on. Its Session is the handle users hold.
 type socket struct {
 	conn    *websocket.Conn
 	tcp     *tcpSlot
 	attempt int
+	session *Session
 	// ctx ends when the loop lets go of the socket; it bounds the
 	// application heartbeat.
 	ctx    context.Context
 	cancel context.CancelFunc
 	beats  sync.WaitGroup // the application heartbeat, if started
 
-	// retired is set when the socket is known to be finished (a failed
-	// write, a heartbeat timeout, a Reconnect): Write then waits for the
-	// next socket instead of failing on this one.
+	// end is what is known of how the socket ended (ending.go); cutNow is
+	// closed by the client's first cut, to wake the loop.
+	end    ending
+	cutNow chan struct{}
+	// retired is set when the socket is known to be finished (a cut, a
+	// failed write, a verdict): Client.Write then waits for the next
+	// socket, Session.Write fails.
 	retired atomic.Bool
-	// failure is how the client itself ended the socket (a heartbeat
-	// timeout, a zombie, a beat that failed); the first one wins, and the
-	// read error the cut causes is then not what is reported.
-	failure atomic.Pointer[outcome]
-	// stalled is set while the pump waits for the consumer; stalls counts
-	// those waits. Pongs and ACKs cannot be read meanwhile, so a late one
-	// is not a dead peer.
+	// stalled is set while the pump waits for the consumer or runs the
+	// handler; stalls counts those waits; queued counts this socket's
+	// messages waiting in the read queue. Pongs and ACKs may be behind
+	// them, so a late one is not a dead peer.
 	stalled atomic.Bool
 	stalls  atomic.Int64
-	// cutting is the verdict of a Write whose ctx ended mid-frame, from
-	// the moment its TCP write deadline moved to the past: a pong written
-	// meanwhile fails the pump with a timeout, and the write, not that
-	// timeout, is what ended the socket.
-	cutting atomic.Pointer[outcome]
+	queued  atomic.Int64
+	// handler is the goroutine id of the pump while it runs the
+	// WithOnMessage handler, 0 otherwise: a Close from inside the handler
+	// must not wait for the handler.
+	handler atomic.Uint64
 
 	app appHeartbeat
 
@@ -116,12 +120,12 @@ func (w *boundedWrite) cut() {
 	known := w.s.tcp.known()
 	if known {
 		o := writeCut(w.ctx)
-		w.s.cutting.Store(&o)
+		w.s.setPending(&o)
 		w.s.tcp.setWriteDeadline(time.Unix(1, 0))
 	}
 	w.mu.Unlock()
 	if !known {
-		w.s.fail(writeCut(w.ctx))
+		w.s.cut(writeCut(w.ctx), false)
 	}
 }
 
@@ -134,7 +138,7 @@ func (w *boundedWrite) finish(err error) (cut bool) {
 	w.writing = false
 	if w.ended && err == nil {
 		w.s.tcp.setWriteDeadline(time.Time{})
-		w.s.cutting.Store(nil)
+		w.s.setPending(nil)
 	}
 	return w.ended && err != nil
 }
@@ -149,43 +153,32 @@ func writeCut(ctx context.Context) outcome {
 // Write's ctx ended while its message was being written.
 var errWriteCut = errors.New("a Write's ctx ended before its message went out whole, so the socket was cut")
 
-// fail ends the socket with the client's own verdict material, unless it
-// already failed.
-func (s *socket) fail(o outcome) {
-	if s.failure.CompareAndSwap(nil, &o) {
-		s.retire()
-	}
-}
-
 // release is the loop letting go of the socket: the application heartbeat
-// stops, and the socket is no longer AckHeartbeat's target.
+// stops, the Session's acts end, and the socket is no longer the current
+// one.
 func (c *Client) release(s *socket) {
+	s.settle()
 	s.cancel()
 	s.beats.Wait()
+	c.mu.Lock()
 	c.current.CompareAndSwap(s, nil)
+	c.mu.Unlock()
 }
 
-// waitPump waits for the read pump, if it was started, to return.
-func (s *socket) waitPump() {
-	if s.pumpDone != nil {
-		<-s.pumpDone
-	}
-}
-
-// waitPumpUnlessInHandler waits for the pump, except when it is inside
-// the WithOnMessage handler: the handler may be what is closing the
-// client, and the pump ends on its own when the handler returns.
-func (c *Client) waitPumpUnlessInHandler(s *socket) {
-	if c.cfg.onMessage != nil && s.stalled.Load() {
+// waitPump waits for the read pump, if it was started, to return: with
+// WithOnMessage, for the handler's last call. The one wait it skips is
+// the handler's own, when the handler is what is closing the client.
+func (s *socket) waitPump(fromHandler bool) {
+	if s.pumpDone == nil || fromHandler {
 		return
 	}
-	s.waitPump()
+	<-s.pumpDone
 }
 
-// connect paces an identify, then dials and runs the handshake, bounded
-// together by the connect timeout; Reconnect cuts all three. It returns
-// the open socket, or how the attempt ended. When the client is stopping,
-// the socket it made (if any) is returned unclosed, for finish to close.
+// connect dials and runs the handshake, bounded together by the connect
+// timeout; Reconnect cuts both. It returns the open socket, or how the
+// attempt ended. When the client is stopping, the socket it made (if
+// any) is returned unjudged, for finish to close.
 func (l *loop) connect() (*socket, *outcome) {
 	c := l.c
 	actx, cut := context.WithCancelCause(c.life)
@@ -199,32 +192,37 @@ func (l *loop) connect() (*socket, *outcome) {
 		c.mu.Unlock()
 	}()
 	if o := l.paceIdentify(actx); o != nil || actx.Err() != nil {
-		return nil, l.cutBy(actx, nil, o)
+		return nil, l.cutBy(actx, o)
 	}
 	ctx, cancel := context.WithTimeout(actx, c.cfg.connectTimeout)
 	defer cancel()
 	s, resp, o := l.dial(ctx)
 	if s == nil {
-		return nil, l.cutBy(actx, nil, o)
+		return nil, l.cutBy(actx, o)
 	}
-	if c.cfg.handshake == nil {
-		return s, nil
-	}
-	err := c.handshake(ctx, &Session{Mode: l.mode, Attempt: l.attempt, Conn: s.conn, Response: resp, c: c, sock: s})
-	if err == nil {
-		if f := s.failure.Load(); f != nil { // the heartbeat cut it as the handshake returned
-			c.release(s)
-			return nil, f
-		}
-		return s, nil
+	var err error
+	if c.cfg.handshake != nil {
+		s.session.Response = resp
+		err = c.handshake(ctx, s)
+		s.session.Response = nil
 	}
 	if c.life.Err() != nil {
 		return s, nil
 	}
-	if context.Cause(actx) == errCut {
-		return nil, l.cutBy(actx, s, nil)
+	if context.Cause(actx) == errCut { // a Reconnect made before the socket was current
+		select {
+		case r := <-c.reconnects:
+			c.reconnectSocket(s, r)
+		default: // cannot happen: Reconnect sends before it cuts
+		}
 	}
-	return nil, l.handshakeFailed(ctx, s, err)
+	if err == nil && !s.retired.Load() {
+		return s, nil
+	}
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && context.Cause(actx) == nil {
+		err = fmt.Errorf("handshake did not finish within the connect timeout of %v: %w", c.cfg.connectTimeout, err)
+	}
+	return nil, l.handshakeFailed(s, err)
 }
 
 // paceIdentify waits on the identify limiter before an identify. It
@@ -250,46 +248,34 @@ func (l *loop) paceIdentify(ctx context.Context) *outcome {
 	return nil
 }
 
-// handshakeFailed closes a socket whose handshake returned err, and
-// describes how it ended.
-func (l *loop) handshakeFailed(ctx context.Context, s *socket, err error) *outcome {
+// handshakeFailed judges a socket whose handshake returned err, or that
+// was cut while it ran, and closes it.
+func (l *loop) handshakeFailed(s *socket, err error) *outcome {
 	c := l.c
-	if f := s.failure.Load(); f != nil { // cut by the heartbeat
-		c.closeSocket(s, websocket.StatusNormalClosure, "")
-		return f
+	o := c.verdict(s, err, true)
+	code, reason := o.closeCode, o.closeReason
+	switch {
+	case code != 0: // Reconnect's
+	case o.forced != nil && *o.forced != ActionRetry:
+		code, reason = websocket.StatusNormalClosure, "" // the session is over anyway
+	default:
+		code, reason = websocket.StatusInternalError, "handshake failed" // keep a resumable session resumable
 	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		err = fmt.Errorf("handshake did not finish within the connect timeout of %v: %w", c.cfg.connectTimeout, err)
-	}
-	o := &outcome{d: c.redact.disconnect(handshakeDisconnect(l.mode, c.redact.err(err), c.cfg.readLimit))}
-	if a, ok := forcedAction(err); ok {
-		o.forced = &a
-	}
-	code := websocket.StatusInternalError // keep a resumable session resumable
-	if o.forced != nil && *o.forced != ActionRetry {
-		code = websocket.StatusNormalClosure // the session is over anyway
-	}
-	c.closeSocket(s, code, "handshake failed")
-	return o
+	c.closeSocket(s, code, reason)
+	return &o
 }
 
-// cutBy returns the Reconnect's outcome when one cut the attempt, closing
-// the handshake's socket with its code; otherwise o.
-func (l *loop) cutBy(actx context.Context, s *socket, o *outcome) *outcome {
+// cutBy returns the Reconnect's outcome when one cut the attempt before
+// it had a socket; otherwise o.
+func (l *loop) cutBy(actx context.Context, o *outcome) *outcome {
 	if l.c.life.Err() != nil || context.Cause(actx) != errCut {
 		return o
 	}
 	select {
 	case r := <-l.c.reconnects:
-		if s != nil {
-			l.c.closeSocket(s, r.code, r.reason)
-		}
 		ro := r.outcome()
 		return &ro
 	default: // cannot happen: only the loop receives, and Reconnect sent before it cut
-		if s != nil {
-			l.c.closeSocket(s, websocket.StatusNormalClosure, "")
-		}
 		return o
 	}
 }
@@ -320,16 +306,24 @@ func (l *loop) dial(ctx context.Context) (*socket, *http.Response, *outcome) {
 		return nil, nil, &outcome{d: c.redact.disconnect(d)}
 	}
 	conn.SetReadLimit(c.cfg.readLimit)
-	s := &socket{conn: conn, tcp: slot, attempt: l.attempt, writing: make(chan struct{}, 1)}
+	s := &socket{conn: conn, tcp: slot, attempt: l.attempt,
+		writing: make(chan struct{}, 1), cutNow: make(chan struct{})}
+	s.end.done = make(chan struct{})
+	s.session = &Session{Mode: l.mode, Attempt: l.attempt, Conn: conn, c: c, sock: s}
 	s.ctx, s.cancel = context.WithCancel(c.life)
+	c.mu.Lock() // under c.mu, so that a Reconnect either sees it or cuts the attempt
 	c.current.Store(s)
+	c.mu.Unlock()
 	return s, resp, nil
 }
 
 // handshake runs the caller's handshake on its own goroutine, so that a
 // Close called from inside it does not wait for itself, and a handshake
 // that ignores its ctx cannot hold the client past the connect timeout.
-func (c *Client) handshake(ctx context.Context, s *Session) error {
+// Its ctx also ends when the socket is cut (a heartbeat, a Reconnect).
+func (c *Client) handshake(ctx context.Context, s *socket) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	errc := make(chan error, 1)
 	go func() {
 		defer func() {
@@ -337,8 +331,24 @@ func (c *Client) handshake(ctx context.Context, s *Session) error {
 				errc <- Fatal(fmt.Errorf("handshake panicked: %v", p))
 			}
 		}()
-		errc <- c.cfg.handshake(ctx, s)
+		errc <- c.cfg.handshake(ctx, s.session)
 	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.cutNow:
+	}
+	// A cut that closed the socket ends the handshake's reads by itself,
+	// and the handshake's ctx is left alone: coder/websocket reports a
+	// read whose ctx ended as ctx's error, even one that had just read
+	// the peer's close frame, which is the verdict's first evidence. A
+	// Reconnect's cut leaves the socket open for its close frame, so it
+	// ends the ctx instead.
+	if code, _ := s.closingFrame(); code != 0 {
+		return context.Canceled
+	}
 	select {
 	case err := <-errc:
 		return err
@@ -348,9 +358,10 @@ func (c *Client) handshake(ctx context.Context, s *Session) error {
 }
 
 // serve runs an OPEN socket until it ends: the pump fills the read queue,
-// the heartbeats watch for a dead or zombie peer, and Reconnect or a stop
-// request may end it. It returns how the socket ended, or false when the
-// client is stopping (the socket is then left for finish to close).
+// the heartbeats watch for a dead or zombie peer, and a cut (Reconnect,
+// a heartbeat) or a stop request may end it. It returns how the socket
+// ended, or false when the client is stopping (the socket is then left
+// for finish to close).
 func (l *loop) serve(s *socket) (*outcome, bool) {
 	c := l.c
 	openedAt := time.Now()
@@ -363,54 +374,44 @@ func (l *loop) serve(s *socket) (*outcome, bool) {
 	stopPing := c.startPing(s)
 	defer stopPing()
 
-	var o outcome
+	var err error
 	select {
-	case err := <-s.readErr:
-		if c.life.Err() != nil { // the pump let go of a full queue for Close
-			l.sock = s
-			return nil, false
+	case err = <-s.readErr:
+	case <-s.cutNow:
+		if code, reason := s.closingFrame(); code != 0 { // Reconnect's; other cuts closed the socket already
+			c.closeSocket(s, code, reason)
 		}
-		o = c.readFailed(s, err)
-	case r := <-c.reconnects:
-		s.retired.Store(true) // writes wait for the next socket
-		c.closeSocket(s, r.code, r.reason)
-		o = r.outcome()
+		err = <-s.readErr
 	case <-c.life.Done():
 		l.sock = s
 		return nil, false
 	}
-	s.waitPump()
+	if c.life.Err() != nil { // the pump let go of a full queue for Close
+		l.sock = s
+		return nil, false
+	}
+	s.waitPump(false)
+	o := c.readFailed(s, err)
 	c.release(s)
 	o.stable = time.Since(openedAt) >= c.cfg.stableAfter
 	return &o, true
 }
 
-// readFailed describes an open socket whose read pump stopped with err:
-// the client's own cut when it made one (a pong that failed on the
-// deadline of a Write's cut counts as that cut), else what err says. A close
-// frame the pump read beats the client's cut (a heartbeat, a beat that
-// failed): the frame came in before the cut took effect, and the peer
-// said why it closed.
+// readFailed judges an open socket whose reads ended with err.
 func (c *Client) readFailed(s *socket, err error) outcome {
-	var ce websocket.CloseError
-	if f := s.failure.Load(); f != nil && !errors.As(err, &ce) {
-		return *f
-	}
-	if o := s.cutting.Load(); o != nil && isTimeout(err) {
-		s.retire()
-		return *o
-	}
-	if errors.Is(err, ErrInvalidUTF8) {
+	o := c.verdict(s, err, false)
+	if errors.Is(o.d.Err, ErrInvalidUTF8) {
 		c.closeSocket(s, websocket.StatusInvalidFramePayloadData, "invalid UTF-8 in a text message")
 	}
-	s.retire()
-	return outcome{d: c.redact.disconnect(socketDisconnect(err, c.cfg.readLimit))}
+	s.conn.CloseNow()
+	return o
 }
 
 // closeSocket sends a close frame and waits up to the close timeout for
 // the peer's answer, then cuts the TCP connection; the loop lets go of
 // the socket.
 func (c *Client) closeSocket(s *socket, code websocket.StatusCode, reason string) {
+	s.sendingClose()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -440,10 +441,12 @@ func (c *Client) pump(s *socket) {
 			err = ErrInvalidUTF8 // RFC 6455 §8.1: fail the connection, with 1007
 		}
 		if err != nil {
+			s.readEnded(err)
 			s.readErr <- err
 			return
 		}
-		m := Message{Type: typ, Data: data, Attempt: s.attempt}
+		m := Message{Type: typ, Data: data, Attempt: s.attempt, Session: s.session}
+		s.queued.Add(1)
 		select {
 		case c.queue <- m:
 			continue
@@ -470,6 +473,7 @@ const maxKeptBuffer = 1 << 20
 // counts as stalled, so a long handler is not taken for a dead peer.
 func (c *Client) pumpToHandler(s *socket) {
 	defer close(s.pumpDone)
+	g := goid()
 	buf := make([]byte, 0, 512)
 	for {
 		typ, r, err := s.conn.Reader(context.Background())
@@ -480,9 +484,10 @@ func (c *Client) pumpToHandler(s *socket) {
 			err = ErrInvalidUTF8 // RFC 6455 §8.1: fail the connection, with 1007
 		}
 		if err == nil {
-			err = c.handle(s, Message{Type: typ, Data: buf, Attempt: s.attempt})
+			err = c.handle(s, g, Message{Type: typ, Data: buf, Attempt: s.attempt, Session: s.session})
 		}
 		if err != nil {
+			s.readEnded(err)
 			s.readErr <- err
 			return
 		}
@@ -493,15 +498,17 @@ func (c *Client) pumpToHandler(s *socket) {
 }
 
 // handle calls the handler; a panic in it stops the client.
-func (c *Client) handle(s *socket, m Message) (err error) {
+func (c *Client) handle(s *socket, g uint64, m Message) (err error) {
 	s.stalls.Add(1)
 	s.stalled.Store(true)
+	s.handler.Store(g)
 	defer func() {
+		s.handler.Store(0)
 		s.stalled.Store(false)
 		if p := recover(); p != nil {
 			err = fmt.Errorf("message handler panicked: %v", p)
 			fatal := ActionFatal
-			s.fail(outcome{d: Disconnect{Err: err}, forced: &fatal})
+			s.cut(outcome{d: Disconnect{Err: err}, forced: &fatal}, false)
 		}
 	}()
 	c.cfg.onMessage(m)
@@ -523,4 +530,23 @@ func readAll(buf []byte, r io.Reader) ([]byte, error) {
 			return buf, err
 		}
 	}
+}
+
+// goid returns the id of the calling goroutine. Go hides it on purpose,
+// and the client uses it for one thing only: to tell a Close made from
+// inside the WithOnMessage handler (which must not wait for the handler)
+// from one made anywhere else (which must). It reads the first line of
+// the goroutine's stack, "goroutine 42 [running]:".
+func goid() uint64 {
+	var buf [32]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	var id uint64
+	for _, ch := range b {
+		if ch < '0' || ch > '9' {
+			break
+		}
+		id = id*10 + uint64(ch-'0')
+	}
+	return id
 }

@@ -1,0 +1,163 @@
+package resocket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/coder/websocket"
+)
+
+// ErrSocketEnded is wrapped by the error of a socket-scoped act (a
+// Session's Write) made after its socket ended: the act never reaches
+// another socket.
+var ErrSocketEnded = errors.New("resocket: socket ended")
+
+// Session is one socket, from its handshake to its end: what the handshake
+// gets, and the handle for every act that answers something the socket
+// carried. A reply, a Reconnect or an ACK made through a Session after its
+// socket ended fails or does nothing; it never reaches the next socket, as
+// an http.ResponseWriter never writes into the next request.
+//
+// Every Message names its Session. All methods may be called concurrently,
+// from any goroutine, and on a nil or zero Session (which acts like one
+// whose socket ended).
+type Session struct {
+	Mode    Mode            // ModeIdentify or ModeResume
+	Attempt int             // the attempt that made this socket, 1 for the client's first
+	Conn    *websocket.Conn // the raw socket; use it inside the handshake and for Heartbeat's beats
+	// Response is the upgrade response. It is valid until the handshake
+	// returns: the client then lets go of it, so that an idle socket does
+	// not hold it.
+	Response *http.Response
+
+	c    *Client
+	sock *socket
+}
+
+// live returns the client and socket behind s, or false for a nil Session
+// or one the client did not make.
+func (s *Session) live() (*Client, *socket, bool) {
+	if s == nil || s.c == nil || s.sock == nil {
+		return nil, nil, false
+	}
+	return s.c, s.sock, true
+}
+
+// Write sends one message on this socket only, from the handshake on. It
+// goes through the write limiter and takes turns with other writes as
+// Client.Write does, and a ctx that ends mid-frame cuts the socket the
+// same way; but it never waits for another socket. Once this socket has
+// ended (a close frame, a drop, a cut, a Reconnect, Close) it returns an
+// error wrapping ErrSocketEnded and sends nothing; after the client
+// closed, the error wraps ErrClosed too.
+func (s *Session) Write(ctx context.Context, typ websocket.MessageType, p []byte) error {
+	c, sock, ok := s.live()
+	if !ok {
+		return fmt.Errorf("%w: Session.Write on a Session the client did not make", ErrSocketEnded)
+	}
+	if err := checkMessageType("Session.Write", typ); err != nil {
+		return err
+	}
+	if sock.retired.Load() {
+		return c.socketEnded(sock)
+	}
+	if err := c.waitWriteLimiter(ctx); err != nil {
+		return err
+	}
+	if done, err := c.writeOn(ctx, sock, typ, p); done {
+		return err
+	}
+	return c.socketEnded(sock)
+}
+
+// socketEnded is the error of a scoped act on a socket that ended.
+func (c *Client) socketEnded(s *socket) error {
+	if c.State() == StateClosed {
+		return &socketEndedError{attempt: s.attempt, closed: c.Err()}
+	}
+	return &socketEndedError{attempt: s.attempt}
+}
+
+type socketEndedError struct {
+	attempt int
+	closed  error // the client's Err, once it is CLOSED
+}
+
+func (e *socketEndedError) Error() string {
+	if e.closed != nil {
+		return fmt.Sprintf("%v: socket %d, and the client is closed (%v); nothing was sent", ErrSocketEnded, e.attempt, e.closed)
+	}
+	return fmt.Sprintf("%v: socket %d ended; nothing was sent", ErrSocketEnded, e.attempt)
+}
+
+func (e *socketEndedError) Unwrap() []error {
+	if e.closed != nil {
+		return []error{ErrSocketEnded, e.closed}
+	}
+	return []error{ErrSocketEnded}
+}
+
+// Reconnect is Client.Reconnect for this socket only: it closes the
+// socket with code and reason and acts as if the server had asked for
+// action a. Use it for a protocol's own signals read from this socket (a
+// gateway's "reconnect" or "invalid session"), so that a signal handled
+// late cannot end the socket after it.
+//
+// It returns true when the socket takes the request. The socket's end is
+// then judged once, by the precedence table: a close frame the peer had
+// already sent, or a cut the client had already made (a heartbeat
+// timeout), decides instead. It returns false, and nothing happens, when
+// the socket already ended, or when code, reason or a is invalid (the
+// client logs why; Client.Reconnect returns it as an error).
+func (s *Session) Reconnect(code websocket.StatusCode, reason string, a Action) bool {
+	c, sock, ok := s.live()
+	if !ok {
+		return false
+	}
+	if err := checkReconnect("Session.Reconnect", code, reason, a); err != nil {
+		c.log.Error(err.Error())
+		return false
+	}
+	return c.reconnectSocket(sock, reconnectRequest{code: code, reason: reason, action: a})
+}
+
+// reconnectSocket makes r the cut of s, unless s already ended.
+func (c *Client) reconnectSocket(s *socket, r reconnectRequest) bool {
+	if s.ended() {
+		return false
+	}
+	o := r.outcome()
+	o.closeCode, o.closeReason = r.code, r.reason
+	s.cut(o, true)
+	return true
+}
+
+// AckHeartbeat tells the client that the protocol's heartbeat ACK for this
+// socket's Heartbeat arrived (Discord's op 11). An ACK with no beat
+// outstanding, or made after the socket ended, is ignored.
+func (s *Session) AckHeartbeat() {
+	c, sock, ok := s.live()
+	if !ok || sock.ended() {
+		return
+	}
+	sock.ack(c)
+}
+
+// Done is closed when the client lets go of this socket: its verdict is
+// decided (a close frame, a drop, a cut, a Reconnect) or the client
+// closed, before the next attempt starts. For a nil Session, or one the
+// client did not make, it is already closed.
+func (s *Session) Done() <-chan struct{} {
+	if _, sock, ok := s.live(); ok {
+		return sock.end.done
+	}
+	return closedChan
+}
+
+var closedChan = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
