@@ -3,6 +3,7 @@ package resocket_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -368,4 +369,81 @@ func TestErrorTextHasOnePrefix(t *testing.T) {
 		_, err := resocket.Dial(context.Background(), srv.URL, fast()...)
 		check(t, err, "upgrade answered 401")
 	})
+}
+
+// TestErrIsFinalAtTheClosedEvent: whoever receives StateChanged{To:
+// CLOSED} finds Err and State already final, for every way a client ends.
+func TestErrIsFinalAtTheClosedEvent(t *testing.T) {
+	close4003 := resockettest.Script{Steps: []resockettest.Step{resockettest.Close(4003, "not authenticated")}}
+	rows := []struct {
+		name   string
+		script resockettest.Script
+		end    func(c *resocket.Client)           // how the client is ended, once it is connected or failing
+		ctx    time.Duration                      // Connect's ctx; 0 for waitLimit
+		check  func(t *testing.T, err error) bool // what Err must be
+		url    func(t *testing.T, srv *resockettest.Server) string
+	}{
+		{name: "Close", end: func(c *resocket.Client) { c.Close() },
+			check: func(t *testing.T, err error) bool { return err == resocket.ErrClosed }},
+		{name: "CloseWith", end: func(c *resocket.Client) { c.CloseWith(4000, "restarting") },
+			check: func(t *testing.T, err error) bool { return err == resocket.ErrClosed }},
+		{name: "fatal close code", script: resockettest.Script{Steps: []resockettest.Step{resockettest.Close(4004, "authentication failed")}},
+			check: func(t *testing.T, err error) bool { return websocket.CloseStatus(err) == 4004 }},
+		{name: "fatal upgrade status", script: resockettest.Script{Status: 401},
+			check: func(t *testing.T, err error) bool {
+				var ue *resocket.UpgradeError
+				return errors.As(err, &ue) && ue.Status == 401
+			}},
+		{name: "Connect's ctx", ctx: 20 * time.Millisecond, url: func(t *testing.T, _ *resockettest.Server) string { return refusedURL(t) },
+			check: func(t *testing.T, err error) bool { return errors.Is(err, context.DeadlineExceeded) }},
+		{name: "loop guard", script: close4003,
+			check: func(t *testing.T, err error) bool { return errors.Is(err, resocket.ErrReidentifyLoop) }},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			srv := resockettest.NewServer(t)
+			srv.SetDefault(row.script)
+			url := srv.URL
+			if row.url != nil {
+				url = row.url(t, srv)
+			}
+			for round := 0; round < 30; round++ {
+				c, err := resocket.New(url, fast()...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				atClosed := make(chan error, 1)
+				go func() {
+					for e := range c.Events() {
+						if sc, ok := e.(resocket.StateChanged); ok && sc.To == resocket.StateClosed {
+							err := c.Err()
+							if err == nil || c.State() != resocket.StateClosed {
+								err = fmt.Errorf("Err %v, State %v at the CLOSED event", err, c.State())
+							}
+							atClosed <- err
+						}
+					}
+				}()
+				d := row.ctx
+				if d == 0 {
+					d = waitLimit
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), d)
+				c.Connect(ctx)
+				cancel()
+				if row.end != nil {
+					row.end(c)
+				}
+				select {
+				case err := <-atClosed:
+					if !row.check(t, err) {
+						t.Fatalf("round %d: Err at the CLOSED event: %v", round, err)
+					}
+				case <-time.After(waitLimit):
+					t.Fatalf("round %d: no CLOSED event", round)
+				}
+				c.Close()
+			}
+		})
+	}
 }

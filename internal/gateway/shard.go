@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -50,12 +51,20 @@ type Shard struct {
 	sessionID string
 	resumeURL string
 	seq       int64
+	// since is the socket (Session.Attempt) whose READY began the
+	// session; messages from earlier sockets, still queued for Run,
+	// belong to the session before it, whose last sequence is prevSeq.
+	since   int
+	prevSeq int64
+
+	running atomic.Bool
+	runDone chan struct{} // closed when Run returns
 }
 
 // NewShard makes a shard. It does not connect: take Client().Events(),
 // then call Run.
 func NewShard(cfg ShardConfig) (*Shard, error) {
-	s := &Shard{cfg: cfg}
+	s := &Shard{cfg: cfg, runDone: make(chan struct{})}
 	opts := []resocket.Option{resocket.WithHandshake(s.handshake)}
 	if cfg.IdentifyLimiter != nil {
 		opts = append(opts, resocket.WithIdentifyLimiter(cfg.IdentifyLimiter))
@@ -116,23 +125,24 @@ func (s *Shard) handshake(ctx context.Context, sess *resocket.Session) error {
 		}
 		switch {
 		case p.Op == OpHeartbeatAck:
-			s.c.AckHeartbeat()
+			sess.AckHeartbeat()
 		case p.Op == OpInvalidSession:
 			return resocket.Reidentify(errors.New("gateway refused the identify (op 9)"))
 		case p.Op == OpDispatch && p.T == "READY":
-			return s.ready(p)
+			return s.ready(p, sess.Attempt)
 		}
 	}
 }
 
-// ready starts a new session from READY: its own sequence, and its own
-// URL for resumes.
-func (s *Shard) ready(p Payload) error {
+// ready starts a new session from READY, read on socket attempt: its own
+// sequence, and its own URL for resumes.
+func (s *Shard) ready(p Payload, attempt int) error {
 	var r Ready
 	if err := json.Unmarshal(p.D, &r); err != nil {
 		return resocket.Fatal(fmt.Errorf("decoding READY: %w", err))
 	}
 	s.mu.Lock()
+	s.prevSeq, s.since = s.seq, attempt
 	s.sessionID, s.seq, s.resumeURL = r.SessionID, p.S, r.ResumeGatewayURL
 	s.mu.Unlock()
 	if s.cfg.OnDispatch != nil {
@@ -142,8 +152,13 @@ func (s *Shard) ready(p Payload) error {
 }
 
 // Run connects and handles the gateway's messages until the shard is
-// closed (nil) or stops for good (the reason).
+// closed (nil) or stops for good (the reason). Everything it does in
+// answer to a message (a beat, an ACK, a reconnect) goes through the
+// message's Session, so that a message still queued when its socket ended
+// cannot act on the next one.
 func (s *Shard) Run(ctx context.Context) error {
+	s.running.Store(true)
+	defer close(s.runDone)
 	if err := s.c.Connect(ctx); err != nil {
 		return err
 	}
@@ -159,39 +174,52 @@ func (s *Shard) Run(ctx context.Context) error {
 		if json.Unmarshal(m.Data, &p) != nil {
 			continue
 		}
-		s.handle(p)
+		s.handle(m, p)
 	}
 }
 
-func (s *Shard) handle(p Payload) {
+func (s *Shard) handle(m resocket.Message, p Payload) {
 	switch p.Op {
 	case OpDispatch:
-		s.mu.Lock()
-		fresh := p.S > s.seq // a resume may replay what was already seen
-		if fresh {
-			s.seq = p.S
-		}
-		s.mu.Unlock()
-		if fresh && s.cfg.OnDispatch != nil {
+		if fresh := s.advance(m.Attempt, p.S); fresh && s.cfg.OnDispatch != nil {
 			s.cfg.OnDispatch(p)
 		}
 	case OpHeartbeatAck:
-		s.c.AckHeartbeat()
-	case OpHeartbeat: // the gateway asks for a beat now
+		m.Session.AckHeartbeat()
+	case OpHeartbeat: // the gateway asks for a beat now, on this socket
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		s.c.Write(ctx, websocket.MessageText, Encode(OpHeartbeat, s.Seq(), 0, ""))
+		m.Session.Write(ctx, websocket.MessageText, Encode(OpHeartbeat, s.Seq(), 0, ""))
 		cancel()
 	case OpReconnect:
-		s.c.Reconnect(4000, "gateway asked to reconnect", resocket.ActionRetry)
+		m.Session.Reconnect(4000, "gateway asked to reconnect", resocket.ActionRetry)
 	case OpInvalidSession:
 		var resumable bool
 		json.Unmarshal(p.D, &resumable)
 		if resumable {
-			s.c.Reconnect(4000, "invalid session, resumable", resocket.ActionRetry)
+			m.Session.Reconnect(4000, "invalid session, resumable", resocket.ActionRetry)
 		} else {
-			s.c.Reconnect(4000, "invalid session", resocket.ActionReidentify)
+			m.Session.Reconnect(4000, "invalid session", resocket.ActionReidentify)
 		}
 	}
+}
+
+// advance records dispatch seq, read from socket attempt, and reports
+// whether it is new: a resume may replay what was already seen, and a
+// dispatch of the session before the current one (still queued when the
+// new session's READY came) counts against that session's sequence, not
+// the new one's.
+func (s *Shard) advance(attempt int, seq int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last := &s.seq
+	if attempt < s.since {
+		last = &s.prevSeq
+	}
+	if seq <= *last {
+		return false
+	}
+	*last = seq
+	return true
 }
 
 // Send sends an application message, paced by the write limiter.
@@ -200,9 +228,14 @@ func (s *Shard) Send(ctx context.Context, op int, d any) error {
 }
 
 // Suspend closes the shard for a deploy: it closes with 4000, which keeps
-// the session resumable, and returns what the next process needs.
+// the session resumable, and returns what the next process needs, once
+// Run has finished with the message it was handling (its sequence number
+// counts).
 func (s *Shard) Suspend() Resumable {
 	s.c.CloseWith(4000, "restarting")
+	if s.running.Load() {
+		<-s.runDone
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Resumable{SessionID: s.sessionID, Seq: s.seq, ResumeURL: s.resumeURL}
