@@ -3,6 +3,7 @@ package resocket
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -24,11 +25,11 @@ type Limiter interface {
 //
 // It is safe for concurrent use by any number of clients. Waiters go in
 // the order they arrived; a waiter whose ctx ends leaves at once and takes
-// no slot. n must be at least 1 and per positive; otherwise every Wait
-// returns an error that says so, and the options that take a Limiter
-// refuse it in New.
+// no slot, and those behind it move up. n must be at least 1 and per
+// positive; otherwise every Wait returns an error that says so, and the
+// options that take a Limiter refuse it in New.
 func NewLimiter(n int, per time.Duration) Limiter {
-	l := &windowLimiter{n: n, per: per, now: time.Now}
+	l := &windowLimiter{n: n, per: per, clock: realClock{}}
 	switch {
 	case n < 1:
 		l.err = fmt.Errorf("resocket: NewLimiter: n must be at least 1, got %d", n)
@@ -38,23 +39,34 @@ func NewLimiter(n int, per time.Duration) Limiter {
 	return l
 }
 
-// windowLimiter keeps the times of the actions that may still count in a
-// window: those that went less than per ago, and those reserved by waiters.
-// The list is sorted, and any n+1 consecutive entries span at least per,
-// which is the limit itself: adding a time at least per after the n-th
-// last entry keeps it, and removing an entry (a waiter that gave up) or
-// the expired head cannot break it.
+// windowLimiter queues its waiters and lets only the head watch the clock:
+// the head goes as soon as fewer than n takes lie within per before now,
+// and then the next waiter becomes head. No waiter is promised a time
+// before it is head, so when one gives up, those behind it move up at
+// once; a time reserved at arrival would keep them at the later slot and
+// leave the freed one unused.
+//
+// Takes only ever happen when the window allows them, and removing a
+// waiter never adds a take, so "at most n in any window" holds whatever
+// the order of arrivals and give-ups.
 type windowLimiter struct {
-	n   int
-	per time.Duration
-	err error // a bad n or per, reported by every Wait
-	now func() time.Time
+	n     int
+	per   time.Duration
+	err   error // a bad n or per, reported by every Wait
+	clock clock
 
 	mu    sync.Mutex
-	times []time.Time
+	queue []*waiter   // in arrival order; queue[0] is the head
+	takes []time.Time // the takes less than per ago, oldest first: at most n
 }
 
-// Wait reserves the earliest time the window allows, then sleeps until it.
+// waiter is one Wait call in the queue.
+type waiter struct {
+	turn chan struct{} // gets a value when the waiter becomes head
+}
+
+// Wait queues the caller and returns once it is head and the window
+// allows a take, or when ctx ends first.
 func (l *windowLimiter) Wait(ctx context.Context) error {
 	if l.err != nil {
 		return l.err
@@ -62,59 +74,97 @@ func (l *windowLimiter) Wait(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	at := l.reserve()
-	d := at.Sub(l.now())
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		l.cancel(at)
-		return ctx.Err()
+	w := &waiter{turn: make(chan struct{}, 1)}
+	l.mu.Lock()
+	l.queue = append(l.queue, w)
+	for {
+		if err := ctx.Err(); err != nil {
+			l.leave(w)
+			l.mu.Unlock()
+			return err
+		}
+		// Only the head waits on a timer; the others wait for their turn.
+		var timer <-chan time.Time
+		stop := func() bool { return false }
+		if l.queue[0] == w {
+			now := l.clock.Now()
+			at := l.next(now)
+			if !at.After(now) {
+				l.takes = append(l.takes, now)
+				l.queue[0] = nil
+				l.queue = l.queue[1:]
+				l.wakeHead()
+				l.mu.Unlock()
+				return nil
+			}
+			timer, stop = l.clock.NewTimer(at.Sub(now))
+		}
+		l.mu.Unlock()
+		select {
+		case <-w.turn:
+		case <-timer:
+		case <-ctx.Done():
+			stop()
+			l.mu.Lock()
+			l.leave(w)
+			l.mu.Unlock()
+			return ctx.Err()
+		}
+		l.mu.Lock()
 	}
 }
 
-func (l *windowLimiter) reserve() time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
+// next forgets the takes that no longer count at now and returns the
+// earliest time the window allows the next take: now, or per after the
+// n-th last take.
+func (l *windowLimiter) next(now time.Time) time.Time {
 	expired := 0
-	for expired < len(l.times) && !l.times[expired].After(now.Add(-l.per)) {
+	for expired < len(l.takes) && !l.takes[expired].After(now.Add(-l.per)) {
 		expired++
 	}
-	l.times = append(l.times[:0], l.times[expired:]...)
-	at := now
-	if k := len(l.times); k > 0 {
-		at = latest(at, l.times[k-1]) // keep the list sorted
-		if k >= l.n {
-			at = latest(at, l.times[k-l.n].Add(l.per))
-		}
+	l.takes = append(l.takes[:0], l.takes[expired:]...)
+	if k := len(l.takes); k >= l.n {
+		return l.takes[k-l.n].Add(l.per)
 	}
-	l.times = append(l.times, at)
-	return at
+	return now
 }
 
-// cancel gives back a reservation that was not used.
-func (l *windowLimiter) cancel(at time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for i := len(l.times) - 1; i >= 0; i-- {
-		if l.times[i].Equal(at) {
-			l.times = append(l.times[:i], l.times[i+1:]...)
-			return
-		}
+// leave takes w out of the queue, with l.mu held; if it was the head, the
+// next waiter becomes head and works out its own time.
+func (l *windowLimiter) leave(w *waiter) {
+	i := slices.Index(l.queue, w)
+	l.queue = slices.Delete(l.queue, i, i+1)
+	if i == 0 {
+		l.wakeHead()
 	}
 }
 
-func latest(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
+// wakeHead tells the head, with l.mu held, that it is head now.
+func (l *windowLimiter) wakeHead() {
+	if len(l.queue) > 0 {
+		select {
+		case l.queue[0].turn <- struct{}{}:
+		default: // already told
+		}
 	}
-	return a
+}
+
+// clock is the time the limiter goes by: the real one, or in tests one
+// they move by hand, so that a test checks exact times without sleeping.
+type clock interface {
+	Now() time.Time
+	// NewTimer returns a channel that receives once d has passed, and a
+	// func that stops the timer.
+	NewTimer(d time.Duration) (<-chan time.Time, func() bool)
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
+	t := time.NewTimer(d)
+	return t.C, t.Stop
 }
 
 // limiterError reports a Limiter made by NewLimiter with bad arguments, so

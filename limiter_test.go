@@ -111,6 +111,54 @@ func TestLimiterCancelledWaiterTakesNoSlot(t *testing.T) {
 	}
 }
 
+// The measured case: 1 per 200 ms, six waiters that give up 15 ms after
+// they come (and come straight back) beside one patient waiter. Each that
+// gives up lets those behind it move up, so the patient one is head at
+// nearly every slot and takes about 10 times in 2 s; when waiters kept the
+// time they reserved at arrival, it took 2. On the real clock, so the
+// bound is loose; counts, not durations, and every loop is bounded.
+func TestLimiterPatientWaiterMovesUp(t *testing.T) {
+	t.Parallel()
+	const per, giveUp, run = 200 * time.Millisecond, 15 * time.Millisecond, 2 * time.Second
+	l := resocket.NewLimiter(1, per)
+	start := time.Now()
+	stop := start.Add(run)
+	var mu sync.Mutex
+	var at []time.Time // every take, in order
+	took := func() {
+		mu.Lock()
+		at = append(at, time.Now())
+		mu.Unlock()
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 1000 && time.Now().Before(stop); j++ {
+				ctx, cancel := context.WithTimeout(context.Background(), giveUp)
+				if l.Wait(ctx) == nil {
+					took()
+				}
+				cancel()
+			}
+		}()
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), stop)
+	defer cancel()
+	patient := 0
+	for ; patient < 100 && l.Wait(ctx) == nil; patient++ {
+		took()
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	checkCumulative(t, start, at, 1, per)
+	if patient < 5 {
+		t.Fatalf("the patient waiter took %d times in %v at 1 per %v, want about %d", patient, run, per, run/per)
+	}
+}
+
 func TestLimiterBadInput(t *testing.T) {
 	t.Parallel()
 	for _, row := range []struct {
