@@ -244,12 +244,20 @@ func (c *Client) requestStop(r *stopRequest) {
 // up. After CLOSED it returns an error wrapping ErrClosed; messages that
 // arrived before a fatal disconnect are returned first, messages not yet
 // read when Close was called are discarded.
+//
+// What Read cannot promise: the caller works on a message after Read
+// returned it, so messages of one socket may still be in the caller's
+// hands, or queued, when the next socket opens. Answer them through
+// ReadMessage's Message.Session, which acts on their own socket only.
+// WithOnMessage promises more: the handshake of socket N+1 starts only
+// after the handler returned for socket N's last message.
 func (c *Client) Read(ctx context.Context) (websocket.MessageType, []byte, error) {
 	m, err := c.ReadMessage(ctx)
 	return m.Type, m.Data, err
 }
 
-// ReadMessage is Read, plus which socket the message came from.
+// ReadMessage is Read, plus which socket the message came from
+// (Message.Session and Message.Attempt).
 func (c *Client) ReadMessage(ctx context.Context) (Message, error) {
 	if c.cfg.onMessage != nil {
 		if st := c.State(); st == StateClosed {
@@ -293,8 +301,10 @@ func taken(m Message) Message {
 	return m
 }
 
-// Write sends one message on the live socket. While CONNECTING it waits for
-// OPEN or for ctx. nil means the message was handed to a live socket; an
+// Write sends one message on the live socket, whichever it is. While
+// CONNECTING it waits for OPEN or for ctx. A reply to a message belongs to
+// the message's socket: send it with Message.Session.Write, which never
+// reaches a later socket. nil means the message was handed to a live socket; an
 // error means it was not, and says why. There is no hidden buffering: a
 // message is never held for a later socket.
 //

@@ -61,6 +61,22 @@
 //		handle(typ, data)
 //	}
 //
+// # One socket, one scope
+//
+// A message belongs to the socket it arrived on, and so does everything
+// done in answer to it. Message.Session names that socket: reply with
+// its Write, act on a protocol's "reconnect" or "invalid session" with its
+// Reconnect, acknowledge a heartbeat with its AckHeartbeat. Once the
+// socket has ended they fail (ErrSocketEnded) or do nothing; they never
+// reach the next socket. Client.Write and Client.Reconnect act on the
+// connection, whichever socket is current.
+//
+// How a socket ends is decided once, in one place, from one precedence
+// table, in the handshake as when OPEN: the peer's close frame, then the
+// client's own cut (heartbeat, zombie, failed beat, a Write cut
+// mid-frame, a Reconnect), then the error itself. Each socket gets
+// exactly one Disconnected.
+//
 // # Classification
 //
 // DefaultPolicy decides after every disconnect; TablePolicy's With methods
@@ -76,12 +92,16 @@
 //
 // All methods are safe for concurrent use. Each connected client runs one
 // connection goroutine, plus a read pump and a heartbeat per open socket;
-// Close ends them all before it returns. Read must be called for messages
+// Close ends them all before it returns, the WithOnMessage handler
+// included (a Close from inside the handler, which cannot wait for
+// itself, returns once the client is CLOSED). Read must be called for messages
 // to flow: when the read queue (WithReadQueue) is full the pump stops
 // reading, so the server feels the pressure through TCP. While the pump
-// waits for the consumer the pong deadline is paused, so a slow consumer
-// is never declared a dead peer; the consequence is that a peer which dies
-// while the consumer is stalled is noticed once the consumer reads again.
+// waits for the consumer, and while any message of the socket waits
+// unread, the pong deadline and the zombie judgment are paused (the
+// answer may be among them), so a slow consumer is never declared a dead
+// peer; the consequence is that a peer which dies while the consumer is
+// stalled is noticed once the consumer has caught up.
 //
 // Read costs one goroutine hand-off per message (the pump). Where that
 // matters, WithOnMessage delivers each message on the socket's read

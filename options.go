@@ -351,9 +351,12 @@ func WithResume(resumeURL string) Option {
 //
 // m.Data is valid only during the call: the buffer is reused for the next
 // message (copy what you keep), so steady-state delivery allocates
-// nothing. f may call Write (a reply sent from f is the zero-hand-off
-// echo), Reconnect, Close and CloseWith; Close from f returns once the
-// client is CLOSED, and the read goroutine ends when f returns. While f
+// nothing. f may call m.Session.Write (a reply sent from f is the
+// zero-hand-off echo), m.Session.Reconnect, Close and CloseWith; Close from
+// f returns once the client is CLOSED, and the read goroutine ends when f
+// returns. A Close from any other goroutine returns after f did. The
+// handshake of the next socket starts only after f returned for the last
+// message of the one before. While f
 // runs the socket is not read: a long f is a stalled consumer (the
 // pressure reaches the peer through TCP), never a dead peer or a zombie.
 // A panic in f stops the client with an error naming it; it never
