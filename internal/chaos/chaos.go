@@ -61,6 +61,12 @@ type Report struct {
 	WritesOK           int64
 	WritesFailed       int64
 	WriteErrorsUnnamed int64 // a failed write whose error says nothing
+	PingsAnswered      int64 // server pings answered through Message.Session
+	RepliesMisrouted   int64 // a reply that reached a socket other than its ping's
+	StaleReconnects    int64 // Session.Reconnect made on a message whose socket had ended
+	StaleActed         int64 // ... and that returned true, or ended a socket
+	DoubleVerdicts     int64 // a socket or attempt with two Disconnected events
+	SlowClients        int64 // clients whose consumer sleeps on every message
 	BigWrites          int64 // large writes the server asked for (mid-write, mid-pong)
 	SelfCloses         int64 // clients that closed themselves while faults landed
 	Recovery           []time.Duration
@@ -106,6 +112,8 @@ func (r *Report) String() string {
 		r.Percentile(50).Round(time.Microsecond), r.Percentile(99).Round(time.Microsecond), r.Percentile(100).Round(time.Microsecond), len(r.Recovery))
 	fmt.Fprintf(&b, "messages read %d, order violations %d; writes ok %d, failed %d (unnamed %d), phantom echoes %d\n",
 		r.MessagesRead, r.OrderViolations, r.WritesOK, r.WritesFailed, r.WriteErrorsUnnamed, r.PhantomEchoes)
+	fmt.Fprintf(&b, "server pings answered through their Session %d, replies on another socket %d; Reconnects on ended sockets %d, acted %d; sockets judged twice %d; slow clients %d\n",
+		r.PingsAnswered, r.RepliesMisrouted, r.StaleReconnects, r.StaleActed, r.DoubleVerdicts, r.SlowClients)
 	fmt.Fprintf(&b, "large writes during faults %d, clients closed while faults landed %d (faults left unreported by them %d)\n",
 		r.BigWrites, r.SelfCloses, r.FaultsAbandoned)
 	fmt.Fprintf(&b, "verdict mismatches %d, illegal transitions %d, panics %d, events dropped %d (counted, never blocking)\n",
@@ -142,6 +150,7 @@ type runner struct {
 
 	stats struct {
 		reconnects, illegal, panics, read, order, phantom, writesOK, writesFailed, unnamed, bigWrites, selfCloses atomic.Int64
+		pings, stale, staleActed, doubleVerdicts, slow                                                            atomic.Int64
 		dropped                                                                                                   atomic.Uint64
 	}
 }
@@ -161,6 +170,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.report.GoroutinesBefore = runtime.NumGoroutine()
 	r.endHeap = make(chan struct{})
 	cfg.Server.SetPlanner(r.plan)
+	misroutedBefore := misrouted.Load()
 
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
@@ -211,6 +221,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.WriteErrorsUnnamed = r.stats.unnamed.Load()
 	rep.BigWrites = r.stats.bigWrites.Load()
 	rep.SelfCloses = r.stats.selfCloses.Load()
+	rep.PingsAnswered = r.stats.pings.Load()
+	rep.RepliesMisrouted = misrouted.Load() - misroutedBefore
+	rep.StaleReconnects = r.stats.stale.Load()
+	rep.StaleActed = r.stats.staleActed.Load()
+	rep.DoubleVerdicts = r.stats.doubleVerdicts.Load()
+	rep.SlowClients = r.stats.slow.Load()
 	rep.Elapsed = time.Since(start)
 	r.mu.Lock()
 	r.pending = nil
@@ -320,6 +336,10 @@ func (r *runner) client(ctx context.Context, id int) {
 		selfClose = time.After(time.Duration(r.randIntN(500)) * time.Millisecond)
 	}
 	d := &diag{closesItself: selfClose != nil}
+	if r.randIntN(5) == 0 { // a slow consumer: the read queue fills, the pump waits
+		d.slow = time.Duration(1+r.randIntN(3)) * time.Millisecond
+		r.stats.slow.Add(1)
+	}
 	go func() { defer wg.Done(); r.watch(id, c, events, d) }()
 	go func() { defer wg.Done(); r.read(c, written, &wg, d) }()
 	go func() { defer wg.Done(); r.write(ctx, id, c, written, d) }()
@@ -357,10 +377,17 @@ func (r *runner) watch(id int, c *resocket.Client, events <-chan resocket.Event,
 		lastDrop  time.Time
 		lastOpen  time.Time
 		loopGuard bool
+		verdicts  int // Disconnected events since the last attempt began: one per socket or attempt
 	)
 	for e := range events {
 		switch e := e.(type) {
+		case resocket.Retrying:
+			verdicts = 0
 		case resocket.Disconnected:
+			if verdicts++; verdicts > 1 {
+				r.stats.doubleVerdicts.Add(1)
+				r.mismatch("client %d: a second Disconnected for one socket: %d %v: %v", id, e.Code, e.Action, e.Err)
+			}
 			f, ok := r.expected(id)
 			if !ok {
 				r.mismatch("client %d: unplanned disconnect %d/%d %v: %v", id, e.Code, e.HTTPStatus, e.Action, e.Err)
@@ -428,7 +455,14 @@ func (r *runner) read(c *resocket.Client, written *writeLog, wg *sync.WaitGroup,
 		}
 		r.stats.read.Add(1)
 		m := string(msg.Data[:min(len(msg.Data), 256)]) // a large one's number is in its first bytes
+		if d.slow > 0 {
+			time.Sleep(d.slow)
+		}
 		switch {
+		case strings.HasPrefix(m, "p"): // a server ping: answered on its own socket, whenever that is
+			wg.Add(1)
+			go func() { defer wg.Done(); r.answer(msg.Session, "r"+m[1:]) }()
+			r.staleReconnect(msg.Session)
 		case m == bigWrite: // on its own goroutine, so that reading goes on
 			wg.Add(1)
 			d.bigInFlight.Add(1)
@@ -450,6 +484,36 @@ func (r *runner) read(c *resocket.Client, written *writeLog, wg *sync.WaitGroup,
 				r.stats.order.Add(1) // an echo twice
 			}
 		}
+	}
+}
+
+// answer replies to a server ping through the Session it came on. Once
+// that socket ended the reply fails (ErrSocketEnded) and goes nowhere; the
+// server counts any reply that reaches another socket.
+func (r *runner) answer(s *resocket.Session, reply string) {
+	defer r.guard()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // a ctx that ends mid-frame cuts the socket
+	defer cancel()
+	if err := s.Write(ctx, websocket.MessageText, []byte(reply)); err == nil {
+		r.stats.pings.Add(1)
+	} else if strings.TrimSpace(err.Error()) == "" {
+		r.stats.unnamed.Add(1)
+	}
+}
+
+// staleReconnect acts on a message whose socket has already ended, as a
+// consumer that handles a "reconnect" signal late would: the Reconnect
+// must do nothing (an unplanned disconnect would show in watch).
+func (r *runner) staleReconnect(s *resocket.Session) {
+	select {
+	case <-s.Done():
+	default:
+		return
+	}
+	r.stats.stale.Add(1)
+	if s.Reconnect(4000, "stale signal", resocket.ActionRetry) {
+		r.stats.staleActed.Add(1)
+		r.mismatch("Session.Reconnect on an ended socket (attempt %d) returned true", s.Attempt)
 	}
 }
 
@@ -511,8 +575,17 @@ func (r *runner) randIntN(n int) int {
 // echoUnrecorded echoes text until the client leaves, keeping nothing (a
 // healthy socket lives long, and Echo's records would grow with it), and
 // reads a large binary write that landed here after its fault without
-// holding or echoing it.
+// holding or echoing it. Meanwhile it pings the client the way an
+// application protocol does ("p<conn>:<n>", every pingEvery); a reply
+// ("r<conn>:<n>") whose conn is not this socket's is counted in
+// misrouted: a reply to a ping must go out on the socket the ping came
+// from.
 var echoUnrecorded = resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	pinger := make(chan struct{})
+	go func() { defer close(pinger); ping(ctx, p) }()
+	defer func() { cancel(); <-pinger }()
+	me := fmt.Sprintf("r%d:", p.Info.Index)
 	for {
 		typ, r, err := p.Conn.Reader(ctx)
 		if err != nil {
@@ -528,21 +601,49 @@ var echoUnrecorded = resockettest.Do(func(ctx context.Context, p *resockettest.P
 		if err != nil {
 			return err
 		}
+		if len(b) > 0 && b[0] == 'r' { // a reply to a ping: not echoed
+			if !strings.HasPrefix(string(b), me) {
+				misrouted.Add(1)
+			}
+			continue
+		}
 		if err := p.Conn.Write(ctx, typ, b); err != nil {
 			return err
 		}
 	}
 })
 
+// pingEvery is how often echoUnrecorded pings the client.
+const pingEvery = 25 * time.Millisecond
+
+// misrouted counts replies that reached a socket other than their ping's.
+var misrouted atomic.Int64
+
+func ping(ctx context.Context, p *resockettest.Peer) {
+	t := time.NewTicker(pingEvery)
+	defer t.Stop()
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if p.Conn.Write(ctx, websocket.MessageText, []byte(fmt.Sprintf("p%d:%d", p.Info.Index, n))) != nil {
+			return
+		}
+	}
+}
+
 // diag is what a mismatch line tells about its client besides the verdict.
 type diag struct {
 	closesItself  bool
+	slow          time.Duration // how long the consumer takes per message
 	bigInFlight   atomic.Int32 // large writes not returned yet
 	writeTimedOut atomic.Int64 // when a write last ended by its ctx's deadline (unix ns), or 0
 }
 
 func (d *diag) String() string {
-	s := fmt.Sprintf("large writes in flight %d, closes itself %v", d.bigInFlight.Load(), d.closesItself)
+	s := fmt.Sprintf("large writes in flight %d, closes itself %v, slow %v", d.bigInFlight.Load(), d.closesItself, d.slow)
 	if t := d.writeTimedOut.Load(); t != 0 {
 		s += fmt.Sprintf(", a write timed out %v ago", time.Since(time.Unix(0, t)).Round(time.Millisecond))
 	}

@@ -101,6 +101,13 @@ func soak(t *testing.T, viaProxy bool, clients, faults int, timeout time.Duratio
 		t.Errorf("%d echoes of writes that had failed", rep.PhantomEchoes)
 	case rep.WriteErrorsUnnamed != 0:
 		t.Errorf("%d write errors said nothing", rep.WriteErrorsUnnamed)
+	case rep.RepliesMisrouted != 0:
+		t.Errorf("%d replies to a server ping reached a socket other than the ping's", rep.RepliesMisrouted)
+	case rep.DoubleVerdicts != 0 || rep.StaleActed != 0:
+		t.Errorf("%d sockets judged twice, %d Reconnects on ended sockets acted", rep.DoubleVerdicts, rep.StaleActed)
+	case rep.PingsAnswered == 0 || rep.StaleReconnects == 0 || rep.SlowClients == 0:
+		t.Errorf("pings answered %d, stale Reconnects %d, slow clients %d: the socket-scoped acts were not exercised",
+			rep.PingsAnswered, rep.StaleReconnects, rep.SlowClients)
 	case rep.Reconnects == 0 || rep.FatalStops == 0:
 		t.Errorf("reconnects %d, fatal stops %d: the chaos did not reach every kind of verdict", rep.Reconnects, rep.FatalStops)
 	}
