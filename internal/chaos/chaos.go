@@ -638,8 +638,8 @@ func ping(ctx context.Context, p *resockettest.Peer) {
 type diag struct {
 	closesItself  bool
 	slow          time.Duration // how long the consumer takes per message
-	bigInFlight   atomic.Int32 // large writes not returned yet
-	writeTimedOut atomic.Int64 // when a write last ended by its ctx's deadline (unix ns), or 0
+	bigInFlight   atomic.Int32  // large writes not returned yet
+	writeTimedOut atomic.Int64  // when a write last ended by its ctx's deadline (unix ns), or 0
 }
 
 func (d *diag) String() string {
