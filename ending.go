@@ -134,6 +134,16 @@ func (s *socket) settle() {
 	}
 }
 
+// wasCut reports whether the client cut s.
+func (s *socket) wasCut() bool {
+	select {
+	case <-s.cutNow:
+		return true
+	default:
+		return false
+	}
+}
+
 // ended reports whether s is settled.
 func (s *socket) ended() bool {
 	s.end.mu.Lock()

@@ -264,12 +264,12 @@ func ExampleSession_Heartbeat() {
 	events, _ := c.Subscribe(64)
 	go func() { // the SDK's reader
 		for {
-			_, data, err := c.Read(context.Background())
+			m, err := c.ReadMessage(context.Background())
 			if err != nil {
 				return
 			}
-			if string(data) == "ack" {
-				c.AckHeartbeat()
+			if string(m.Data) == "ack" {
+				m.Session.AckHeartbeat() // the ACK counts for the socket it came on
 			}
 		}
 	}()

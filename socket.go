@@ -202,9 +202,7 @@ func (l *loop) connect() (*socket, *outcome) {
 	}
 	var err error
 	if c.cfg.handshake != nil {
-		s.session.Response = resp
-		err = c.handshake(ctx, s)
-		s.session.Response = nil
+		err = c.handshake(ctx, s, resp)
 	}
 	if c.life.Err() != nil {
 		return s, nil
@@ -216,7 +214,7 @@ func (l *loop) connect() (*socket, *outcome) {
 		default: // cannot happen: Reconnect sends before it cuts
 		}
 	}
-	if err == nil && !s.retired.Load() {
+	if err == nil && !s.wasCut() { // a write that failed meanwhile is for the pump to explain
 		return s, nil
 	}
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && context.Cause(actx) == nil {
@@ -321,10 +319,15 @@ func (l *loop) dial(ctx context.Context) (*socket, *http.Response, *outcome) {
 // Close called from inside it does not wait for itself, and a handshake
 // that ignores its ctx cannot hold the client past the connect timeout.
 // Its ctx also ends when the socket is cut (a heartbeat, a Reconnect).
-func (c *Client) handshake(ctx context.Context, s *socket) error {
+func (c *Client) handshake(ctx context.Context, s *socket, resp *http.Response) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	s.session.Response = resp
 	errc := make(chan error, 1)
+	returned := func(err error) error {
+		s.session.Response = nil // the handshake is over: an idle socket does not keep it
+		return err
+	}
 	go func() {
 		defer func() {
 			if p := recover(); p != nil {
@@ -335,7 +338,7 @@ func (c *Client) handshake(ctx context.Context, s *socket) error {
 	}()
 	select {
 	case err := <-errc:
-		return err
+		return returned(err)
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.cutNow:
@@ -351,7 +354,7 @@ func (c *Client) handshake(ctx context.Context, s *socket) error {
 	}
 	select {
 	case err := <-errc:
-		return err
+		return returned(err)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -381,7 +384,12 @@ func (l *loop) serve(s *socket) (*outcome, bool) {
 		if code, reason := s.closingFrame(); code != 0 { // Reconnect's; other cuts closed the socket already
 			c.closeSocket(s, code, reason)
 		}
-		err = <-s.readErr
+		select { // with WithOnMessage, after the handler's call in progress
+		case err = <-s.readErr:
+		case <-c.life.Done(): // a Close, maybe from that very call
+			l.sock = s
+			return nil, false
+		}
 	case <-c.life.Done():
 		l.sock = s
 		return nil, false

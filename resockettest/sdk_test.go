@@ -67,7 +67,7 @@ func (s *sdk) handshake(ctx context.Context, sess *resocket.Session) error {
 		}
 		switch m := string(b); {
 		case m == "ack":
-			s.c.AckHeartbeat()
+			sess.AckHeartbeat()
 		case strings.HasPrefix(m, "ready "):
 			s.mu.Lock()
 			s.session = strings.TrimPrefix(m, "ready ")
@@ -85,12 +85,12 @@ func (s *sdk) run() error {
 		return err
 	}
 	for {
-		_, b, err := s.c.Read(context.Background())
+		m, err := s.c.ReadMessage(context.Background())
 		if err != nil {
 			return err
 		}
-		if string(b) == "ack" {
-			s.c.AckHeartbeat()
+		if string(m.Data) == "ack" {
+			m.Session.AckHeartbeat() // the ACK counts for the socket it came on
 		}
 	}
 }
