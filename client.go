@@ -67,6 +67,10 @@ type Client struct {
 	// WithOnMessage handler: the client then does not wait for it.
 	handlerClosed     chan struct{}
 	handlerClosedOnce sync.Once
+	// handlerG is the goroutine id of the read pump while it runs the
+	// WithOnMessage handler, 0 otherwise. One pump at a time runs it: the
+	// next socket's handshake waits for the handler.
+	handlerG atomic.Uint64
 }
 
 // Message is one message received from the server.
@@ -304,7 +308,9 @@ func taken(m Message) Message {
 // Write sends one message on the live socket, whichever it is. While
 // CONNECTING it waits for OPEN or for ctx. A reply to a message belongs to
 // the message's socket: send it with Message.Session.Write, which never
-// reaches a later socket. nil means the message was handed to a live socket; an
+// reaches a later socket. Called from the WithOnMessage handler when the
+// socket has ended, Write cannot wait (the next socket waits for the
+// handler) and returns an error wrapping ErrSocketEnded at once. nil means the message was handed to a live socket; an
 // error means it was not, and says why. There is no hidden buffering: a
 // message is never held for a later socket.
 //
@@ -343,6 +349,9 @@ func (c *Client) Write(ctx context.Context, typ websocket.MessageType, p []byte)
 		if s := c.open.Load(); s != nil && !s.retired.Load() {
 			continue
 		}
+		if c.inHandler() { // the next socket waits for this very call to return
+			return fmt.Errorf("resocket: write: %w", errHandlerHoldsNextSocket)
+		}
 		select {
 		case <-changed:
 		case <-c.done:
@@ -358,6 +367,11 @@ func checkMessageType(method string, typ websocket.MessageType) error {
 	}
 	return nil
 }
+
+// errHandlerHoldsNextSocket is Write's error when it is called from the
+// WithOnMessage handler with no open socket: waiting would wait for itself.
+var errHandlerHoldsNextSocket = fmt.Errorf("%w: called from the WithOnMessage handler, whose return the next socket waits for (reply with Message.Session.Write)",
+	ErrSocketEnded)
 
 // writeOn writes one message on s, or reports (false) that s was retired
 // while the write waited for its turn. Writes take turns on the socket's
@@ -505,7 +519,9 @@ func sendableCode(code websocket.StatusCode) bool {
 // from inside the handler returns once the client is CLOSED, and the
 // handler's call ends by itself right after; a Close from inside the
 // handshake returns once the client is CLOSED. Close may be called any
-// number of times; after it Err is ErrClosed. It always returns nil.
+// number of times; after it Err is ErrClosed, unless the client had
+// already ended by itself (a fatal verdict): Err keeps that cause. It
+// always returns nil.
 func (c *Client) Close() error {
 	c.close(&stopRequest{byClose: true})
 	return nil
@@ -526,12 +542,8 @@ func (c *Client) CloseWith(code websocket.StatusCode, reason string) error {
 }
 
 func (c *Client) close(r *stopRequest) {
-	if c.cfg.onMessage != nil {
-		if s := c.current.Load(); s != nil {
-			if g := s.handler.Load(); g != 0 && g == goid() {
-				c.handlerClosedOnce.Do(func() { close(c.handlerClosed) })
-			}
-		}
+	if c.inHandler() {
+		c.handlerClosedOnce.Do(func() { close(c.handlerClosed) })
 	}
 	c.mu.Lock()
 	c.requestStop(r)
@@ -542,6 +554,15 @@ func (c *Client) close(r *stopRequest) {
 	}
 	c.mu.Unlock()
 	<-c.done
+}
+
+// inHandler reports whether the caller is the WithOnMessage handler.
+func (c *Client) inHandler() bool {
+	if c.cfg.onMessage == nil {
+		return false
+	}
+	g := c.handlerG.Load()
+	return g != 0 && g == goid()
 }
 
 // SetResumeURL sets where resume-mode attempts dial, typically from the

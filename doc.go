@@ -74,8 +74,9 @@
 // How a socket ends is decided once, in one place, from one precedence
 // table, in the handshake as when OPEN: the peer's close frame, then the
 // client's own cut (heartbeat, zombie, failed beat, a Write cut
-// mid-frame, a Reconnect), then the error itself. Each socket gets
-// exactly one Disconnected.
+// mid-frame, a Reconnect), then the error itself. Each socket that ends
+// while the client runs gets exactly one Disconnected; one ended by Close
+// gets none (Close is not a disconnect to report).
 //
 // # Classification
 //

@@ -51,7 +51,9 @@ func (s *Session) live() (*Client, *socket, bool) {
 // same way; but it never waits for another socket. Once this socket has
 // ended (a close frame, a drop, a cut, a Reconnect, Close) it returns an
 // error wrapping ErrSocketEnded and sends nothing; after the client
-// closed, the error wraps ErrClosed too.
+// closed, the error wraps ErrClosed too. A write that fails because the
+// socket breaks under it returns that failure (a reset, say): the frame
+// was not handed over either, and the socket's end is reported as usual.
 func (s *Session) Write(ctx context.Context, typ websocket.MessageType, p []byte) error {
 	c, sock, ok := s.live()
 	if !ok {
@@ -149,6 +151,10 @@ func (s *Session) AckHeartbeat() {
 // decided (a close frame, a drop, a cut, a Reconnect) or the client
 // closed, before the next attempt starts. For a nil Session, or one the
 // client did not make, it is already closed.
+//
+// The verdict needs the socket's reads, and a WithOnMessage handler runs
+// on the goroutine that reads: inside the handler, a drop is not seen
+// until the handler returns, so do not wait on Done there.
 func (s *Session) Done() <-chan struct{} {
 	if _, sock, ok := s.live(); ok {
 		return sock.end.done

@@ -320,6 +320,39 @@ func TestCloseWaitsForTheHandler(t *testing.T) {
 	})
 }
 
+// TestCloseFromAHandlerWhoseSocketWasCut: the socket is cut (a Reconnect
+// from another goroutine) while the handler runs; the handler then closes
+// the client. Neither may wait for the other.
+func TestCloseFromAHandlerWhoseSocketWasCut(t *testing.T) {
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Send("a")}})
+	entered, release := make(chan *resocket.Session), make(chan struct{})
+	var c *resocket.Client
+	closed := make(chan struct{})
+	c, _ = newRecorded(t, srv.URL, fast(resocket.WithOnMessage(func(m resocket.Message) {
+		entered <- m.Session
+		<-release
+		c.Close()
+		close(closed)
+	}))...)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := <-entered
+	if !s.Reconnect(4000, "cut while the handler runs", resocket.ActionRetry) {
+		t.Fatal("Reconnect of the live socket returned false")
+	}
+	time.Sleep(20 * time.Millisecond) // the client waits for the handler now
+	close(release)
+	select {
+	case <-closed:
+	case <-time.After(waitLimit):
+		t.Fatal("Close from the handler of a cut socket did not return")
+	}
+	waitDone(t, c)
+}
+
 // TestSlowReadConsumerThatAcksIsNotAZombie: a Read consumer that is slower
 // than the feed but acknowledges every ACK it reads. The ACK waits in the
 // read queue behind other messages when the next beat is due: that is a
@@ -448,4 +481,33 @@ func TestScopedActsOnBadInput(t *testing.T) {
 		t.Fatal("Session.Reconnect after Close returned true")
 	}
 	<-m.Session.Done()
+}
+
+// TestClientWriteFromAHandlerWhoseSocketEnded: Client.Write cannot wait
+// for the next socket from inside the handler (the next socket waits for
+// the handler): it says so at once.
+func TestClientWriteFromAHandlerWhoseSocketEnded(t *testing.T) {
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Send("a")}})
+	var c *resocket.Client
+	got := make(chan error, 1)
+	c, _ = newRecorded(t, srv.URL, fast(resocket.WithOnMessage(func(m resocket.Message) {
+		if m.Attempt != 1 {
+			return
+		}
+		m.Session.Reconnect(4000, "", resocket.ActionRetry)
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		got <- c.Write(ctx, websocket.MessageText, []byte("late"))
+	}))...)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		mustErrorIs(t, err, resocket.ErrSocketEnded)
+	case <-time.After(waitLimit / 2):
+		t.Fatal("Client.Write from the handler waited for a socket that waits for the handler")
+	}
 }

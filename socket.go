@@ -45,10 +45,6 @@ type socket struct {
 	stalled atomic.Bool
 	stalls  atomic.Int64
 	queued  atomic.Int64
-	// handler is the goroutine id of the pump while it runs the
-	// WithOnMessage handler, 0 otherwise: a Close from inside the handler
-	// must not wait for the handler.
-	handler atomic.Uint64
 
 	app appHeartbeat
 
@@ -509,9 +505,9 @@ func (c *Client) pumpToHandler(s *socket) {
 func (c *Client) handle(s *socket, g uint64, m Message) (err error) {
 	s.stalls.Add(1)
 	s.stalled.Store(true)
-	s.handler.Store(g)
+	c.handlerG.Store(g)
 	defer func() {
-		s.handler.Store(0)
+		c.handlerG.Store(0)
 		s.stalled.Store(false)
 		if p := recover(); p != nil {
 			err = fmt.Errorf("message handler panicked: %v", p)
