@@ -67,9 +67,11 @@ type Client struct {
 	// WithOnMessage handler: the client then does not wait for it.
 	handlerClosed     chan struct{}
 	handlerClosedOnce sync.Once
-	// handlerG is the goroutine id of the read pump while it runs the
-	// WithOnMessage handler, 0 otherwise. One pump at a time runs it: the
-	// next socket's handshake waits for the handler.
+	// handlerG is the goroutine id of the read pump that runs the
+	// WithOnMessage handler: the latest one, since the next socket's pump
+	// starts only after the one before it returned. The pump itself calls
+	// nothing of the client's but the handler, so a call made on that
+	// goroutine comes from inside the handler.
 	handlerG atomic.Uint64
 }
 
@@ -271,19 +273,19 @@ func (c *Client) ReadMessage(ctx context.Context) (Message, error) {
 	}
 	select {
 	case m := <-c.queue:
-		return taken(m), nil
+		return m, nil
 	default:
 	}
 	if done := ctx.Done(); done == nil { // a ctx that never ends: one case fewer to wait on
 		select {
 		case m := <-c.queue:
-			return taken(m), nil
+			return m, nil
 		case <-c.done:
 		}
 	} else {
 		select {
 		case m := <-c.queue:
-			return taken(m), nil
+			return m, nil
 		case <-done:
 			return Message{}, ctx.Err()
 		case <-c.done:
@@ -292,18 +294,13 @@ func (c *Client) ReadMessage(ctx context.Context) (Message, error) {
 	// CLOSED: what arrived before a fatal end is still delivered first.
 	select {
 	case m := <-c.queue:
-		return taken(m), nil
+		return m, nil
 	default:
 	}
 	return Message{}, c.Err()
 }
 
-// taken counts m out of its socket's read queue: while any of a socket's
-// messages wait there, its heartbeat's answer may be among them.
-func taken(m Message) Message {
-	m.Session.sock.queued.Add(-1)
-	return m
-}
+
 
 // Write sends one message on the live socket, whichever it is. While
 // CONNECTING it waits for OPEN or for ctx. A reply to a message belongs to

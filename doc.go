@@ -98,8 +98,8 @@
 // itself, returns once the client is CLOSED). Read must be called for messages
 // to flow: when the read queue (WithReadQueue) is full the pump stops
 // reading, so the server feels the pressure through TCP. While the pump
-// waits for the consumer, and while any message of the socket waits
-// unread, the pong deadline and the zombie judgment are paused (the
+// waits for the consumer, and while any message waits unread in the
+// queue, the pong deadline and the zombie judgment are paused (the
 // answer may be among them), so a slow consumer is never declared a dead
 // peer; the consequence is that a peer which dies while the consumer is
 // stalled is noticed once the consumer has caught up.

@@ -189,12 +189,13 @@ func (c *Client) beatLoop(s *socket, interval time.Duration, beat func(context.C
 // zombie reports whether the previous beat is still unacknowledged with
 // no stall of the consumer since it was sent. The consumer is stalled
 // while the pump waits for it or runs its handler, and while any message
-// of this socket waits in the read queue: the ACK may be among them.
+// waits in the read queue: the ACK may be among them (or behind messages
+// of an older socket that the consumer has yet to take).
 func (c *Client) zombie(s *socket, stalls *int64) bool {
 	s.app.mu.Lock()
 	defer s.app.mu.Unlock()
 	now := s.stalls.Load()
-	stalled := s.stalled.Load() || now != *stalls || s.queued.Load() > 0
+	stalled := s.stalled.Load() || now != *stalls || len(c.queue) > 0
 	*stalls = now
 	return s.app.outstanding && !stalled
 }

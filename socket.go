@@ -39,12 +39,10 @@ type socket struct {
 	// socket, Session.Write fails.
 	retired atomic.Bool
 	// stalled is set while the pump waits for the consumer or runs the
-	// handler; stalls counts those waits; queued counts this socket's
-	// messages waiting in the read queue. Pongs and ACKs may be behind
-	// them, so a late one is not a dead peer.
+	// handler; stalls counts those waits. Pongs and ACKs cannot be read
+	// meanwhile, so a late one is not a dead peer.
 	stalled atomic.Bool
 	stalls  atomic.Int64
-	queued  atomic.Int64
 
 	app appHeartbeat
 
@@ -450,7 +448,6 @@ func (c *Client) pump(s *socket) {
 			return
 		}
 		m := Message{Type: typ, Data: data, Attempt: s.attempt, Session: s.session}
-		s.queued.Add(1)
 		select {
 		case c.queue <- m:
 			continue
@@ -477,7 +474,7 @@ const maxKeptBuffer = 1 << 20
 // counts as stalled, so a long handler is not taken for a dead peer.
 func (c *Client) pumpToHandler(s *socket) {
 	defer close(s.pumpDone)
-	g := goid()
+	c.handlerG.Store(goid()) // once per socket: only this goroutine runs the handler now
 	buf := make([]byte, 0, 512)
 	for {
 		typ, r, err := s.conn.Reader(context.Background())
@@ -488,7 +485,7 @@ func (c *Client) pumpToHandler(s *socket) {
 			err = ErrInvalidUTF8 // RFC 6455 §8.1: fail the connection, with 1007
 		}
 		if err == nil {
-			err = c.handle(s, g, Message{Type: typ, Data: buf, Attempt: s.attempt, Session: s.session})
+			err = c.handle(s, Message{Type: typ, Data: buf, Attempt: s.attempt, Session: s.session})
 		}
 		if err != nil {
 			s.readEnded(err)
@@ -502,12 +499,10 @@ func (c *Client) pumpToHandler(s *socket) {
 }
 
 // handle calls the handler; a panic in it stops the client.
-func (c *Client) handle(s *socket, g uint64, m Message) (err error) {
+func (c *Client) handle(s *socket, m Message) (err error) {
 	s.stalls.Add(1)
 	s.stalled.Store(true)
-	c.handlerG.Store(g)
 	defer func() {
-		c.handlerG.Store(0)
 		s.stalled.Store(false)
 		if p := recover(); p != nil {
 			err = fmt.Errorf("message handler panicked: %v", p)
