@@ -126,55 +126,6 @@ func TestIdentifyPacingAcrossShards(t *testing.T) {
 	}
 }
 
-// The identify wait is outside the connect timeout, Close cuts it, and a
-// limiter that fails is a retried disconnect.
-func TestIdentifyLimiterWait(t *testing.T) {
-	t.Run("outside-the-connect-timeout", func(t *testing.T) {
-		t.Parallel()
-		srv := resockettest.NewServer(t)
-		lim := resocket.NewLimiter(1, 400*time.Millisecond)
-		lim.Wait(context.Background()) // the window is taken
-		c, rec := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(lim), resocket.WithConnectTimeout(100*time.Millisecond))...)
-		if err := c.Connect(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		if n := countEvents[resocket.Disconnected](rec); n != 0 {
-			t.Fatalf("%d disconnects: the limiter's wait counted against the connect timeout", n)
-		}
-		paced := rec.waitFor(t, "IdentifyPaced", func(e resocket.Event) bool { _, ok := e.(resocket.IdentifyPaced); return ok }).(resocket.IdentifyPaced)
-		if paced.Attempt != 1 || paced.Waited < 200*time.Millisecond {
-			t.Fatalf("IdentifyPaced %+v, want attempt 1 after most of the window", paced)
-		}
-	})
-	t.Run("close-cuts-it", func(t *testing.T) {
-		t.Parallel()
-		srv := resockettest.NewServer(t)
-		lim := resocket.NewLimiter(1, time.Hour)
-		lim.Wait(context.Background())
-		c, _ := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(lim))...)
-		connected := make(chan error, 1)
-		go func() { connected <- c.Connect(context.Background()) }()
-		time.Sleep(50 * time.Millisecond)
-		c.Close()
-		mustErrorIs(t, <-connected, resocket.ErrClosed)
-		if srv.Accepted() != 0 {
-			t.Fatal("a socket was dialed while the identify limiter said wait")
-		}
-	})
-	t.Run("failing-limiter-is-retried", func(t *testing.T) {
-		t.Parallel()
-		srv := resockettest.NewServer(t)
-		c, rec := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(&flakyLimiter{fails: 1}))...)
-		if err := c.Connect(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		d := rec.disconnected(t)
-		if d.Action != resocket.ActionRetry || !strings.Contains(d.Err.Error(), "identify limiter: store unreachable") {
-			t.Fatalf("got %v %v", d.Action, d.Err)
-		}
-	})
-}
-
 // flakyLimiter fails its first Waits, like a shared store that is down.
 type flakyLimiter struct {
 	mu    sync.Mutex

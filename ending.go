@@ -51,7 +51,7 @@ func (s *socket) cut(o outcome, keepOpen bool) bool {
 		return false
 	}
 	s.retired.Store(true)
-	close(s.cutNow)
+	s.cutCancel()
 	if !keepOpen {
 		s.conn.CloseNow()
 	}
@@ -137,7 +137,7 @@ func (s *socket) settle() {
 // wasCut reports whether the client cut s.
 func (s *socket) wasCut() bool {
 	select {
-	case <-s.cutNow:
+	case <-s.cutCtx.Done():
 		return true
 	default:
 		return false

@@ -42,9 +42,10 @@ type Retrying struct {
 	Mode    Mode
 }
 
-// IdentifyPaced reports that an identify attempt got its turn from the
-// identify limiter (WithIdentifyLimiter) after waiting Waited. It comes
-// before that attempt dials.
+// IdentifyPaced reports that the handshake of attempt Attempt got its
+// turn from the identify limiter (WithIdentifyLimiter, taken by
+// Session.WaitIdentify) after waiting Waited, right before it sends its
+// identify.
 type IdentifyPaced struct {
 	Attempt int
 	Waited  time.Duration

@@ -219,15 +219,26 @@ func ExampleClient_Err() {
 }
 
 // Shards that share an identify budget share one limiter: at most one
-// identify in any window of 5 s, whatever the number of clients.
+// identify in any window of 5 s, whatever the number of clients. The
+// handshake takes it right before it sends its identify.
 func ExampleNewLimiter() {
 	bucket := resocket.NewLimiter(1, 5*time.Second)
+	handshake := resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+		// read HELLO, start s.Heartbeat, then:
+		if s.Mode == resocket.ModeIdentify {
+			if err := s.WaitIdentify(ctx); err != nil {
+				return err
+			}
+			// send the identify
+		}
+		return nil
+	})
 	for shard := 0; shard < 3; shard++ {
-		_, err := resocket.New("wss://gateway.example/?v=10", resocket.WithIdentifyLimiter(bucket))
+		_, err := resocket.New("wss://gateway.example/?v=10", resocket.WithIdentifyLimiter(bucket), handshake)
 		fmt.Println("shard", shard, err)
 	}
 	// A bad limiter is refused by New, with the reason.
-	_, err := resocket.New("wss://gateway.example/", resocket.WithIdentifyLimiter(resocket.NewLimiter(0, time.Second)))
+	_, err := resocket.New("wss://gateway.example/", resocket.WithIdentifyLimiter(resocket.NewLimiter(0, time.Second)), handshake)
 	fmt.Println(err)
 	// Output:
 	// shard 0 <nil>

@@ -195,7 +195,7 @@ func (c *Client) zombie(s *socket, stalls *int64) bool {
 	s.app.mu.Lock()
 	defer s.app.mu.Unlock()
 	now := s.stalls.Load()
-	stalled := s.stalled.Load() || now != *stalls || len(c.queue) > 0
+	stalled := s.stalled.Load() || now != *stalls || len(c.queue) > 0 || s.identifying.Load()
 	*stalls = now
 	return s.app.outstanding && !stalled
 }

@@ -283,14 +283,18 @@ func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
 func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
 func (d discardHandler) WithGroup(string) slog.Handler           { return d }
 
-// WithIdentifyLimiter paces identifies: l is waited on before dialing
-// every attempt whose handshake will run in ModeIdentify, never before a
-// resume. Share one Limiter between the clients (shards) that share an
-// identify budget, for example NewLimiter(1, 5*time.Second) for a gateway
-// that allows one identify per 5 s. The wait is not part of the connect
-// timeout; Close and Reconnect cut it. An IdentifyPaced event tells how
-// long each attempt waited; a Limiter that fails (other than by the
-// client's stopping) is a disconnect with no socket, retried by default.
+// WithIdentifyLimiter paces identifies: the handshake takes l with
+// Session.WaitIdentify right before it sends its identify, so that
+// identifies arrive at the gateway spaced as l allows, however slow a
+// dial or a HELLO was. A resume never takes it. Share one Limiter between
+// the clients (shards) that share an identify budget, for example
+// NewLimiter(1, 5*time.Second) for a gateway that allows one identify per
+// 5 s, or a redislimiter.Limiter across processes. The wait is not part of
+// the connect timeout; Close, Reconnect and the socket's end cut it. An
+// IdentifyPaced event tells how long each identify waited; a Limiter that
+// fails is a failed attempt, retried. It needs WithHandshake, and a
+// handshake in ModeIdentify that returns nil without WaitIdentify stops
+// the client (ErrIdentifySkipped).
 func WithIdentifyLimiter(l Limiter) Option {
 	return optionFunc(func(c *config) error {
 		if err := checkLimiter("WithIdentifyLimiter", l); err != nil {

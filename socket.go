@@ -30,10 +30,17 @@ type socket struct {
 	cancel context.CancelFunc
 	beats  sync.WaitGroup // the application heartbeat, if started
 
-	// end is what is known of how the socket ended (ending.go); cutNow is
-	// closed by the client's first cut, to wake the loop.
-	end    ending
-	cutNow chan struct{}
+	// end is what is known of how the socket ended (ending.go); cutCtx
+	// ends with the client's first cut, to wake the loop.
+	end       ending
+	cutCtx    context.Context
+	cutCancel context.CancelFunc
+	// connectTimer is the handshake's connect timeout; identifying is set
+	// while WaitIdentify waits, which pauses it and the zombie judgment;
+	// identified once WaitIdentify let an identify go.
+	connectTimer connectTimer
+	identifying  atomic.Bool
+	identified   atomic.Bool
 	// retired is set when the socket is known to be finished (a cut, a
 	// failed write, a verdict): Client.Write then waits for the next
 	// socket, Session.Write fails.
@@ -170,9 +177,10 @@ func (s *socket) waitPump(fromHandler bool) {
 }
 
 // connect dials and runs the handshake, bounded together by the connect
-// timeout; Reconnect cuts both. It returns the open socket, or how the
-// attempt ended. When the client is stopping, the socket it made (if
-// any) is returned unjudged, for finish to close.
+// timeout (but for the handshake's WaitIdentify); Reconnect cuts both. It
+// returns the open socket, or how the attempt ended. When the client is
+// stopping, the socket it made (if any) is returned unjudged, for finish
+// to close.
 func (l *loop) connect() (*socket, *outcome) {
 	c := l.c
 	actx, cut := context.WithCancelCause(c.life)
@@ -185,18 +193,20 @@ func (l *loop) connect() (*socket, *outcome) {
 		c.cut = nil
 		c.mu.Unlock()
 	}()
-	if o := l.paceIdentify(actx); o != nil || actx.Err() != nil {
-		return nil, l.cutBy(actx, o)
-	}
-	ctx, cancel := context.WithTimeout(actx, c.cfg.connectTimeout)
+	start := time.Now()
+	dctx, cancel := context.WithTimeout(actx, c.cfg.connectTimeout)
 	defer cancel()
-	s, resp, o := l.dial(ctx)
+	s, resp, o := l.dial(dctx)
 	if s == nil {
 		return nil, l.cutBy(actx, o)
 	}
+	hctx, hcancel := context.WithCancelCause(actx)
+	defer hcancel(nil)
+	s.connectTimer.start(c.cfg.connectTimeout-time.Since(start), func() { hcancel(errConnectTimeout) })
+	defer s.connectTimer.stop()
 	var err error
 	if c.cfg.handshake != nil {
-		err = c.handshake(ctx, s, resp)
+		err = c.handshake(hctx, s, resp)
 	}
 	if c.life.Err() != nil {
 		return s, nil
@@ -209,35 +219,16 @@ func (l *loop) connect() (*socket, *outcome) {
 		}
 	}
 	if err == nil && !s.wasCut() { // a write that failed meanwhile is for the pump to explain
+		if o := c.identifySkipped(s); o != nil {
+			s.cut(*o, false)
+			return nil, l.handshakeFailed(s, nil)
+		}
 		return s, nil
 	}
-	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && context.Cause(actx) == nil {
-		err = fmt.Errorf("handshake did not finish within the connect timeout of %v: %w", c.cfg.connectTimeout, err)
+	if err != nil && context.Cause(hctx) == errConnectTimeout {
+		err = fmt.Errorf("handshake did not finish within the connect timeout of %v (%w): %w", c.cfg.connectTimeout, context.DeadlineExceeded, err)
 	}
 	return nil, l.handshakeFailed(s, err)
-}
-
-// paceIdentify waits on the identify limiter before an identify. It
-// returns how the attempt ended when the limiter failed.
-func (l *loop) paceIdentify(ctx context.Context) *outcome {
-	c := l.c
-	lim := c.cfg.identifyLimiter
-	if lim == nil || l.mode != ModeIdentify {
-		return nil
-	}
-	c.log.Debug("resocket: waiting for the identify limiter", "attempt", l.attempt)
-	start := time.Now()
-	err := lim.Wait(ctx)
-	waited := time.Since(start)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil // Close or Reconnect; the caller tells which
-		}
-		return &outcome{d: Disconnect{Err: fmt.Errorf("identify limiter: %w", c.redact.err(err))}}
-	}
-	c.log.Debug("resocket: identify paced", "attempt", l.attempt, "waited", waited)
-	publish(&c.events, IdentifyPaced{Attempt: l.attempt, Waited: waited})
-	return nil
 }
 
 // handshakeFailed judges a socket whose handshake returned err, or that
@@ -298,8 +289,8 @@ func (l *loop) dial(ctx context.Context) (*socket, *http.Response, *outcome) {
 		return nil, nil, &outcome{d: c.redact.disconnect(d)}
 	}
 	conn.SetReadLimit(c.cfg.readLimit)
-	s := &socket{conn: conn, tcp: slot, attempt: l.attempt,
-		writing: make(chan struct{}, 1), cutNow: make(chan struct{})}
+	s := &socket{conn: conn, tcp: slot, attempt: l.attempt, writing: make(chan struct{}, 1)}
+	s.cutCtx, s.cutCancel = context.WithCancel(context.Background())
 	s.end.done = make(chan struct{})
 	s.session = &Session{Mode: l.mode, Attempt: l.attempt, Conn: conn, c: c, sock: s}
 	s.ctx, s.cancel = context.WithCancel(c.life)
@@ -335,7 +326,7 @@ func (c *Client) handshake(ctx context.Context, s *socket, resp *http.Response) 
 		return returned(err)
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-s.cutNow:
+	case <-s.cutCtx.Done():
 	}
 	// A cut that closed the socket ends the handshake's reads by itself,
 	// and the handshake's ctx is left alone: coder/websocket reports a
@@ -374,7 +365,7 @@ func (l *loop) serve(s *socket) (*outcome, bool) {
 	var err error
 	select {
 	case err = <-s.readErr:
-	case <-s.cutNow:
+	case <-s.cutCtx.Done():
 		if code, reason := s.closingFrame(); code != 0 { // Reconnect's; other cuts closed the socket already
 			c.closeSocket(s, code, reason)
 		}

@@ -64,11 +64,13 @@ func run() error {
 	t := newTimeline()
 
 	// One identify limiter per max_concurrency bucket, shared by the
-	// shards in it; a little slower than the gateway's rule, since the
-	// gateway measures arrival, not departure.
+	// shards in it, taken by the handshake right before it sends its
+	// identify (Session.WaitIdentify): the gateway counts arrivals, and a
+	// slow dial or HELLO no longer shifts them. The 10 ms spare is for the
+	// microseconds between the send and the arrival.
 	buckets := make([]resocket.Limiter, rules.MaxConcurrency)
 	for i := range buckets {
-		buckets[i] = resocket.NewLimiter(1, rules.IdentifyEvery+50*time.Millisecond)
+		buckets[i] = resocket.NewLimiter(1, rules.IdentifyEvery+10*time.Millisecond)
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()

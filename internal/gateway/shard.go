@@ -114,6 +114,9 @@ func (s *Shard) handshake(ctx context.Context, sess *resocket.Session) error {
 		}
 		return sess.Conn.Write(ctx, websocket.MessageText, Encode(OpResume, Resume{Token: s.cfg.Token, SessionID: id, Seq: seq}, 0, ""))
 	}
+	if err := sess.WaitIdentify(ctx); err != nil { // the identify gate, at the send
+		return err
+	}
 	ident := Identify{Token: s.cfg.Token, Intents: s.cfg.Intents, Shard: [2]int{s.cfg.ID, s.cfg.Count}}
 	if err := sess.Conn.Write(ctx, websocket.MessageText, Encode(OpIdentify, ident, 0, "")); err != nil {
 		return err

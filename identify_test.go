@@ -1,0 +1,242 @@
+package resocket_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/resocket/resocket"
+	"github.com/resocket/resocket/resockettest"
+)
+
+// identifyHandshake reads the server's hello, starts a heartbeat, takes
+// the identify limiter, and sends its identify, as a gateway SDK does. It
+// records when each identify was sent.
+type identifyHandshake struct {
+	mu   sync.Mutex
+	sent []time.Time
+	skip bool // identify without WaitIdentify (a bug the client must refuse)
+}
+
+func (h *identifyHandshake) run(ctx context.Context, s *resocket.Session) error {
+	if _, _, err := s.Conn.Read(ctx); err != nil { // hello
+		return err
+	}
+	s.Heartbeat(10*time.Millisecond, func(ctx context.Context) error {
+		return s.Conn.Write(ctx, websocket.MessageText, []byte("beat")) // never acknowledged
+	})
+	if s.Mode == resocket.ModeResume {
+		return s.Conn.Write(ctx, websocket.MessageText, []byte("resume"))
+	}
+	if !h.skip {
+		if err := s.WaitIdentify(ctx); err != nil {
+			return err
+		}
+	}
+	h.mu.Lock()
+	h.sent = append(h.sent, time.Now())
+	h.mu.Unlock()
+	return s.Conn.Write(ctx, websocket.MessageText, []byte("identify"))
+}
+
+// identifyServer answers each connection with hello after helloDelay and
+// records when each identify arrived.
+type identifyServer struct {
+	mu       sync.Mutex
+	arrivals []time.Time
+}
+
+func (g *identifyServer) script(helloDelay time.Duration) resockettest.Script {
+	return resockettest.Script{Steps: []resockettest.Step{
+		resockettest.Sleep(helloDelay), resockettest.Send("hello"),
+		resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
+			for {
+				_, b, err := p.Conn.Read(ctx)
+				if err != nil {
+					return err
+				}
+				if string(b) == "identify" {
+					g.mu.Lock()
+					g.arrivals = append(g.arrivals, time.Now())
+					g.mu.Unlock()
+				}
+			}
+		}),
+	}}
+}
+
+// TestIdentifyArrivalsAreSpacedWithSlowHellos: three clients share a
+// limiter of one identify per 300 ms; their HELLOs come after 0, 250 and
+// 120 ms. Taken at the send, the limiter spaces the identifies as they
+// arrive at the server, not as the dials went out.
+func TestIdentifyArrivalsAreSpacedWithSlowHellos(t *testing.T) {
+	const per = 300 * time.Millisecond
+	g := &identifyServer{}
+	srv := resockettest.NewServer(t, g.script(0), g.script(250*time.Millisecond), g.script(120*time.Millisecond))
+	lim := resocket.NewLimiter(1, per)
+	h := &identifyHandshake{}
+	var wg sync.WaitGroup
+	for i := 0; i < 3; i++ {
+		c, _ := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(lim), resocket.WithHandshake(h.run),
+			resocket.WithConnectTimeout(waitLimit))...)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+			defer cancel()
+			if err := c.Connect(ctx); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	h.mu.Lock()
+	sent := append([]time.Time(nil), h.sent...)
+	h.mu.Unlock()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		g.mu.Lock()
+		n := len(g.arrivals)
+		g.mu.Unlock()
+		if n == 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(sent) != 3 || len(g.arrivals) != 3 {
+		t.Fatalf("%d identifies sent, %d arrived, want 3", len(sent), len(g.arrivals))
+	}
+	for i := 1; i < 3; i++ {
+		// Each send is recorded just after its turn: a few microseconds late.
+		if gap := sent[i].Sub(sent[i-1]); gap < per-5*time.Millisecond {
+			t.Errorf("identifies %d and %d sent %v apart, inside the limiter's %v", i, i+1, gap, per)
+		}
+		// Loopback adds microseconds; a loaded machine may delay one send a
+		// little after its turn. Before the limiter moved to the send, the
+		// slow HELLOs put arrivals about 50 ms apart.
+		if gap := g.arrivals[i].Sub(g.arrivals[i-1]); gap < per-100*time.Millisecond {
+			t.Errorf("identifies %d and %d arrived %v apart", i, i+1, gap)
+		}
+	}
+}
+
+// TestWaitIdentify drives the rest of the contract: resumes never wait,
+// the wait is outside the connect timeout and keeps the heartbeat from
+// judging a zombie, Close cuts it, a failing limiter is a retried attempt,
+// and a handshake that skips the wait stops the client.
+func TestWaitIdentify(t *testing.T) {
+	g := &identifyServer{}
+	t.Run("resume-never-waits", func(t *testing.T) {
+		srv := resockettest.NewServer(t, g.script(0))
+		lim := resocket.NewLimiter(1, time.Hour)
+		lim.Wait(context.Background()) // the window is taken for an hour
+		c, rec := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(lim), resocket.WithResume(""),
+			resocket.WithHandshake((&identifyHandshake{}).run))...)
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		if err := c.Connect(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := countEvents[resocket.IdentifyPaced](rec); n != 0 {
+			t.Fatalf("%d IdentifyPaced on a resume", n)
+		}
+	})
+	t.Run("outside-the-connect-timeout-and-no-zombie", func(t *testing.T) {
+		srv := resockettest.NewServer(t, g.script(0))
+		lim := resocket.NewLimiter(1, 400*time.Millisecond)
+		lim.Wait(context.Background())
+		c, rec := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(lim), resocket.WithHandshake((&identifyHandshake{}).run),
+			resocket.WithConnectTimeout(100*time.Millisecond))...)
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		if err := c.Connect(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if st := c.Stats(); st.Disconnects != 0 || st.HeartbeatTimeouts != 0 {
+			t.Fatalf("%+v: the wait counted against the connect timeout, or its silence made a zombie", st)
+		}
+		paced := rec.waitFor(t, "IdentifyPaced", func(e resocket.Event) bool { _, ok := e.(resocket.IdentifyPaced); return ok }).(resocket.IdentifyPaced)
+		if paced.Attempt != 1 || paced.Waited < 200*time.Millisecond {
+			t.Fatalf("IdentifyPaced %+v, want attempt 1 after most of the window", paced)
+		}
+	})
+	t.Run("close-cuts-it", func(t *testing.T) {
+		srv := resockettest.NewServer(t, g.script(0))
+		lim := resocket.NewLimiter(1, time.Hour)
+		lim.Wait(context.Background())
+		waiting := make(chan error, 1)
+		c, _ := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(lim),
+			resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+				err := s.WaitIdentify(ctx)
+				waiting <- err
+				return err
+			}))...)
+		connected := make(chan error, 1)
+		go func() { connected <- c.Connect(context.Background()) }()
+		time.Sleep(50 * time.Millisecond)
+		c.Close()
+		mustErrorIs(t, <-connected, resocket.ErrClosed)
+		select {
+		case err := <-waiting:
+			if err == nil {
+				t.Fatal("WaitIdentify returned nil after Close")
+			}
+		case <-time.After(waitLimit):
+			t.Fatal("Close did not cut WaitIdentify")
+		}
+	})
+	t.Run("failing-limiter-is-a-retried-attempt", func(t *testing.T) {
+		srv := resockettest.NewServer(t)
+		srv.SetDefault(g.script(0))
+		c, rec := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(&flakyLimiter{fails: 1}),
+			resocket.WithHandshake((&identifyHandshake{}).run))...)
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		if err := c.Connect(ctx); err != nil {
+			t.Fatal(err)
+		}
+		d := rec.disconnected(t)
+		if d.Action != resocket.ActionRetry || !strings.Contains(d.Err.Error(), "identify limiter: store unreachable") {
+			t.Fatalf("got %v %v", d.Action, d.Err)
+		}
+	})
+	t.Run("skipped-wait-is-fatal", func(t *testing.T) {
+		srv := resockettest.NewServer(t, g.script(0))
+		c, _ := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(resocket.NewLimiter(1, time.Second)),
+			resocket.WithHandshake((&identifyHandshake{skip: true}).run))...)
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		err := c.Connect(ctx)
+		mustErrorIs(t, err, resocket.ErrIdentifySkipped)
+		mustErrorIs(t, err, resocket.ErrClosed)
+		if !strings.Contains(err.Error(), "WaitIdentify") {
+			t.Fatalf("the error does not name WaitIdentify: %v", err)
+		}
+	})
+	t.Run("needs-a-handshake", func(t *testing.T) {
+		_, err := resocket.New("ws://127.0.0.1:1/", resocket.WithIdentifyLimiter(resocket.NewLimiter(1, time.Second)))
+		if err == nil || !strings.Contains(err.Error(), "WaitIdentify") {
+			t.Fatalf("New: %v", err)
+		}
+	})
+	t.Run("no-limiter-returns-at-once", func(t *testing.T) {
+		srv := resockettest.NewServer(t, g.script(0))
+		c, _ := newRecorded(t, srv.URL, fast(resocket.WithHandshake((&identifyHandshake{}).run))...)
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		if err := c.Connect(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var s *resocket.Session
+		if err := s.WaitIdentify(ctx); !errors.Is(err, resocket.ErrSocketEnded) {
+			t.Fatalf("WaitIdentify on a nil Session: %v", err)
+		}
+	})
+}
