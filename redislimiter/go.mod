@@ -1,0 +1,18 @@
+module github.com/resocket/resocket/redislimiter
+
+go 1.23
+
+replace github.com/resocket/resocket => ../
+
+require (
+	github.com/redis/go-redis/v9 v9.7.3
+	github.com/resocket/resocket v0.0.0-00010101000000-000000000000
+	go.uber.org/goleak v1.3.0
+)
+
+require (
+	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
+	github.com/cespare/xxhash/v2 v2.2.0 // indirect
+	github.com/coder/websocket v1.8.15 // indirect
+	github.com/dgryski/go-rendezvous v0.0.0-20200823014737-9f7001d12a5f // indirect
+)
