@@ -21,6 +21,14 @@ type Config struct {
 	IdentifyEvery     time.Duration // at most one identify per bucket in this long
 	SendLimit         int           // at most this many messages from a socket...
 	SendWindow        time.Duration // ...in any window this long, or 4008
+	// DailyIdentifies, when set, is the bot's identify budget per
+	// DailyWindow (24 h when 0): an identify over it is refused with
+	// op 9 and recorded as "identify-over-budget".
+	DailyIdentifies int
+	DailyWindow     time.Duration
+	// SessionTTL, when set, forgets a session that long after its last
+	// socket closed resumable, unless a resume came first.
+	SessionTTL time.Duration
 }
 
 // Record is one thing the gateway saw.
@@ -49,6 +57,7 @@ type Server struct {
 	records      []Record
 	noAck        map[int]bool // shards whose heartbeats go unacknowledged
 	nextID       int
+	daily        []time.Time // identifies within the daily window
 }
 
 type session struct {
@@ -56,6 +65,8 @@ type session struct {
 	shard  int
 	seq    int64
 	events []Payload // every dispatch, for replay
+	live   int       // sockets on it now
+	expiry *time.Timer
 }
 
 // Start serves a fake gateway with cfg's rules.
@@ -262,13 +273,63 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 func (s *Server) closed(c *conn, err error) {
 	code := websocket.CloseStatus(err)
 	s.record(c.shardID(), "closed", c.path, fmt.Sprint(int(code)))
-	if code == websocket.StatusNormalClosure || code == websocket.StatusGoingAway {
-		s.mu.Lock()
-		if c.sess != nil {
-			delete(s.sessions, c.sess.id)
-		}
-		s.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess := c.sess
+	if sess == nil {
+		return
 	}
+	sess.live--
+	switch {
+	case code == websocket.StatusNormalClosure || code == websocket.StatusGoingAway:
+		delete(s.sessions, sess.id)
+	case s.cfg.SessionTTL > 0 && sess.live == 0:
+		if sess.expiry != nil {
+			sess.expiry.Stop()
+		}
+		sess.expiry = time.AfterFunc(s.cfg.SessionTTL, func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if sess.live == 0 && s.sessions[sess.id] == sess {
+				delete(s.sessions, sess.id)
+				s.records = append(s.records, Record{At: time.Now(), Shard: sess.shard, Kind: "session-expired", Detail: sess.id})
+			}
+		})
+	}
+}
+
+// attach makes c the session's live socket. The caller holds s.mu.
+func (s *Server) attach(c *conn, sess *session) {
+	c.sess, c.shard = sess, sess.shard
+	sess.live++
+	if sess.expiry != nil {
+		sess.expiry.Stop()
+		sess.expiry = nil
+	}
+}
+
+// overBudget counts an identify against the daily budget. The caller
+// holds s.mu.
+func (s *Server) overBudget(now time.Time) bool {
+	if s.cfg.DailyIdentifies <= 0 {
+		return false
+	}
+	window := s.cfg.DailyWindow
+	if window <= 0 {
+		window = 24 * time.Hour
+	}
+	keep := s.daily[:0]
+	for _, t := range s.daily {
+		if now.Sub(t) < window {
+			keep = append(keep, t)
+		}
+	}
+	s.daily = keep
+	if len(s.daily) >= s.cfg.DailyIdentifies {
+		return true
+	}
+	s.daily = append(s.daily, now)
+	return false
 }
 
 // readLoop handles what the client sends until the socket ends.
@@ -350,7 +411,13 @@ func (c *conn) identify(p Payload) error {
 	last, seen := s.lastIdentify[bucket]
 	tooSoon := seen && time.Since(last) < s.cfg.IdentifyEvery
 	s.lastIdentify[bucket] = time.Now()
+	over := !tooSoon && s.overBudget(time.Now())
 	s.mu.Unlock()
+	if over {
+		s.record(id.Shard[0], "identify-over-budget", c.path, "")
+		c.send(OpInvalidSession, false, 0, "")
+		return nil
+	}
 	if tooSoon {
 		s.record(id.Shard[0], "identify-too-soon", c.path, fmt.Sprintf("bucket %d, %v after the last", bucket, time.Since(last)))
 		c.send(OpInvalidSession, false, 0, "")
@@ -361,7 +428,7 @@ func (c *conn) identify(p Payload) error {
 	s.nextID++
 	sess := &session{id: fmt.Sprintf("session-%d", s.nextID), shard: id.Shard[0], seq: 1}
 	s.sessions[sess.id] = sess
-	c.sess, c.shard = sess, id.Shard[0]
+	s.attach(c, sess)
 	ready := Ready{SessionID: sess.id, ResumeGatewayURL: s.ResumeURL, Shard: id.Shard}
 	raw, _ := json.Marshal(ready)
 	ev := Payload{Op: OpDispatch, D: raw, S: 1, T: "READY"}
@@ -392,7 +459,7 @@ func (c *conn) resume(p Payload) error {
 		return nil
 	}
 	s.mu.Lock()
-	c.sess, c.shard = sess, sess.shard
+	s.attach(c, sess)
 	var replay []Payload
 	for _, ev := range sess.events {
 		if ev.S > r.Seq {

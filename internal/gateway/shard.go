@@ -84,6 +84,9 @@ func NewShard(cfg ShardConfig) (*Shard, error) {
 	return s, nil
 }
 
+// ID is the shard's id.
+func (s *Shard) ID() int { return s.cfg.ID }
+
 // Client is the shard's resocket client.
 func (s *Shard) Client() *resocket.Client { return s.c }
 
@@ -239,6 +242,13 @@ func (s *Shard) Suspend() Resumable {
 	if s.running.Load() {
 		<-s.runDone
 	}
+	return s.State()
+}
+
+// State is what a process would keep now to resume the session later:
+// save it after each dispatch, and a process that dies without Suspend
+// can be resumed from it (the gateway replays what came after Seq).
+func (s *Shard) State() Resumable {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Resumable{SessionID: s.sessionID, Seq: s.seq, ResumeURL: s.resumeURL}
