@@ -303,8 +303,6 @@ func (c *Client) ReadMessage(ctx context.Context) (Message, error) {
 	return Message{}, c.Err()
 }
 
-
-
 // Write sends one message on the live socket, whichever it is. While
 // CONNECTING it waits for OPEN or for ctx. A reply to a message belongs to
 // the message's socket: send it with Message.Session.Write, which never
