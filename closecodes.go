@@ -54,6 +54,15 @@ type Disconnect struct {
 	// Err is the underlying error. Tokens from the URL and the request
 	// headers never appear in its text.
 	Err error
+	// Repeats is how many disconnects in a row, this one included, ended
+	// with the same Code and HTTPStatus with no stable socket between
+	// them (1 for the first). A server that closes every socket right
+	// after it opens is retried with a growing delay (the schedule never
+	// resets without a stable socket) for as long as the policy says
+	// retry; a policy can stop it by Repeats, for example
+	// DefaultPolicy.WithFunc(func(d Disconnect) (Action, bool) {
+	// return ActionFatal, d.Repeats >= 20 }).
+	Repeats int
 }
 
 // Policy decides what to do after a disconnect. Classify must be fast, must
@@ -91,8 +100,25 @@ type codeRange struct {
 }
 
 // DefaultPolicy is the classification table documented in the README and
-// in the package documentation.
+// in the package documentation. Its rows for 4000–4014 are the conventions
+// of Discord-style gateways; for other servers see WebSocketPolicy and
+// CentrifugoPolicy, or override the codes your server defines.
 var DefaultPolicy = TablePolicy{}
+
+// WebSocketPolicy is DefaultPolicy without the gateway rows: the RFC 6455
+// codes, the upgrade statuses and dial errors as in the table, and every
+// application code (3000–4999) a retry with backoff. For a server whose
+// close codes are its own.
+var WebSocketPolicy = DefaultPolicy.WithCodeRange(3000, 4999, ActionRetry)
+
+// CentrifugoPolicy is WebSocketPolicy with Centrifugo's convention for
+// its close codes: 3000–3499 and 4000–4499 reconnect (ActionRetry, which
+// keeps the subscriptions' recovery position), 3500–3999 and 4500–4999
+// are terminal (ActionFatal: an invalid token, a bad request, a forced
+// disconnect with no reconnect advice).
+var CentrifugoPolicy = WebSocketPolicy.
+	WithCodeRange(3000, 3499, ActionRetry).WithCodeRange(3500, 3999, ActionFatal).
+	WithCodeRange(4000, 4499, ActionRetry).WithCodeRange(4500, 4999, ActionFatal)
 
 // WithCode returns a policy that answers a for close code code.
 func (p TablePolicy) WithCode(code websocket.StatusCode, a Action) TablePolicy {

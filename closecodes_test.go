@@ -9,10 +9,13 @@ import (
 	"net"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/coder/websocket"
 
 	"github.com/resocket/resocket"
+	"github.com/resocket/resocket/resockettest"
 )
 
 var (
@@ -121,5 +124,92 @@ func TestActionAndModeStrings(t *testing.T) {
 		if a.String() != want {
 			t.Errorf("%#v: %q, want %q", a, a.String(), want)
 		}
+	}
+}
+
+// TestPolicyValuesAtEveryBoundary: the gateway rows belong to
+// DefaultPolicy only; CentrifugoPolicy splits each thousand at 500.
+func TestPolicyValuesAtEveryBoundary(t *testing.T) {
+	r, f, i := resocket.ActionRetry, resocket.ActionFatal, resocket.ActionReidentify
+	rows := []struct {
+		code                       websocket.StatusCode
+		def, websocket, centrifugo resocket.Action
+	}{
+		{1000, i, i, i},
+		{1003, f, f, f},
+		{1006, r, r, r},
+		{2999, r, r, r},
+		{3000, r, r, r},
+		{3499, r, r, r},
+		{3500, r, r, f},
+		{3501, r, r, f},
+		{3999, r, r, f},
+		{4000, r, r, r},
+		{4003, i, r, r},
+		{4004, f, r, r},
+		{4014, f, r, r},
+		{4499, r, r, r},
+		{4500, r, r, f},
+		{4501, r, r, f},
+		{4999, r, r, f},
+	}
+	for _, row := range rows {
+		d := resocket.Disconnect{Code: row.code}
+		for name, c := range map[string]struct {
+			p    resocket.Policy
+			want resocket.Action
+		}{
+			"DefaultPolicy":    {resocket.DefaultPolicy, row.def},
+			"WebSocketPolicy":  {resocket.WebSocketPolicy, row.websocket},
+			"CentrifugoPolicy": {resocket.CentrifugoPolicy, row.centrifugo},
+		} {
+			if got := c.p.Classify(d); got != c.want {
+				t.Errorf("%s: code %d: %v, want %v", name, row.code, got, c.want)
+			}
+		}
+	}
+	// Statuses and dial errors are the table's in all three.
+	for _, p := range []resocket.Policy{resocket.WebSocketPolicy, resocket.CentrifugoPolicy} {
+		if a := p.Classify(resocket.Disconnect{HTTPStatus: 401}); a != f {
+			t.Errorf("401: %v", a)
+		}
+		if a := p.Classify(resocket.Disconnect{HTTPStatus: 503}); a != r {
+			t.Errorf("503: %v", a)
+		}
+	}
+}
+
+// TestRepeatedCloseCode: a server that closes every socket right after it
+// opens, with the same code. Disconnect.Repeats counts them, the delays
+// grow (the schedule never resets without a stable socket), and a policy
+// can stop the client by Repeats.
+func TestRepeatedCloseCode(t *testing.T) {
+	srv := resockettest.NewServer(t)
+	srv.SetDefault(resockettest.Script{Steps: []resockettest.Step{resockettest.Close(4000, "go away")}})
+	policy := resocket.DefaultPolicy.WithFunc(func(d resocket.Disconnect) (resocket.Action, bool) {
+		return resocket.ActionFatal, d.Repeats >= 5
+	})
+	c, rec := newRecorded(t, srv.URL, resocket.WithPolicy(policy), resocket.WithHeartbeat(0, 0),
+		resocket.WithBackoff(func() backoff.BackOff {
+			return backoff.NewExponentialBackOff(backoff.WithInitialInterval(2*time.Millisecond),
+				backoff.WithRandomizationFactor(0), backoff.WithMultiplier(2), backoff.WithMaxInterval(10*time.Millisecond),
+				backoff.WithMaxElapsedTime(0))
+		}))
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	c.Connect(ctx)
+	waitDone(t, c)
+	var repeats []int
+	var delays []time.Duration
+	for _, e := range rec.all() {
+		if d, ok := e.(resocket.Disconnected); ok {
+			repeats = append(repeats, d.Repeats)
+			delays = append(delays, d.Next)
+		}
+	}
+	equal(t, "Repeats", repeats, []int{1, 2, 3, 4, 5})
+	equal(t, "delays", delays, []time.Duration{2 * time.Millisecond, 4 * time.Millisecond, 8 * time.Millisecond, 10 * time.Millisecond, 0})
+	if websocket.CloseStatus(c.Err()) != 4000 {
+		t.Fatalf("Err %v, want the 4000 that repeated", c.Err())
 	}
 }

@@ -39,6 +39,8 @@ type loop struct {
 	mode         Mode
 	hasSession   bool
 	reidentifies int
+	repeats      int     // disconnects in a row with the same code and status, no stable socket between
+	lastCode     [2]int  // the code and status of the last disconnect
 	lastErr      error   // the last outcome's cause, for Connect's error
 	fatal        error   // set when a verdict was fatal
 	sock         *socket // a socket still to close when the loop ends
@@ -123,7 +125,14 @@ func (l *loop) judge(o outcome) bool {
 	if o.stable {
 		l.sched.reset()
 		l.reidentifies = 0
+		l.repeats = 0
 	}
+	if code := [2]int{int(o.d.Code), o.d.HTTPStatus}; code == l.lastCode && l.repeats > 0 {
+		l.repeats++
+	} else {
+		l.lastCode, l.repeats = code, 1
+	}
+	o.d.Repeats = l.repeats
 	action, cause := l.classify(o)
 	action, cause = l.guard(action, cause, o.d.Err)
 	var delay time.Duration
