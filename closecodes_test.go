@@ -199,6 +199,7 @@ func TestRepeatedCloseCode(t *testing.T) {
 	defer cancel()
 	c.Connect(ctx)
 	waitDone(t, c)
+	rec.states(t) // every event recorded
 	var repeats []int
 	var delays []time.Duration
 	for _, e := range rec.all() {
