@@ -100,6 +100,7 @@ type Stats struct {
 	Disconnects        int64  // sockets and attempts that ended, classified
 	Reidentifies       int64  // disconnects that started a fresh session
 	HeartbeatTimeouts  int64  // sockets cut for a missing pong, or as zombies (a heartbeat not acknowledged)
+	IdleTimeouts       int64  // sockets cut because nothing arrived within Session.SetIdleTimeout's limit
 	EventsDropped      uint64 // events dropped from full subscriber buffers
 	IllegalTransitions int64  // state changes refused by the table; always 0 unless there is a bug
 	// RTT is the last heartbeat round trip: ping to pong, or, with
@@ -108,7 +109,7 @@ type Stats struct {
 }
 
 type stats struct {
-	attempts, opens, disconnects, reidentifies, heartbeatTimeouts, illegalTransitions, rtt atomic.Int64
+	attempts, opens, disconnects, reidentifies, heartbeatTimeouts, idleTimeouts, illegalTransitions, rtt atomic.Int64
 }
 
 // New validates url and the options and returns a client in CONNECTING
@@ -658,6 +659,7 @@ func (c *Client) Stats() Stats {
 		Disconnects:        c.stats.disconnects.Load(),
 		Reidentifies:       c.stats.reidentifies.Load(),
 		HeartbeatTimeouts:  c.stats.heartbeatTimeouts.Load(),
+		IdleTimeouts:       c.stats.idleTimeouts.Load(),
 		EventsDropped:      c.events.dropped.Load(),
 		IllegalTransitions: c.stats.illegalTransitions.Load(),
 		RTT:                time.Duration(c.stats.rtt.Load()),

@@ -41,6 +41,8 @@ type socket struct {
 	connectTimer connectTimer
 	identifying  atomic.Bool
 	identified   atomic.Bool
+	// idle is the idle limit (Session.SetIdleTimeout; heartbeat.go).
+	idle idleWatch
 	// retired is set when the socket is known to be finished (a cut, a
 	// failed write, a verdict): Client.Write then waits for the next
 	// socket, Session.Write fails.
@@ -291,6 +293,7 @@ func (l *loop) dial(ctx context.Context) (*socket, *http.Response, *outcome) {
 	conn.SetReadLimit(c.cfg.readLimit)
 	s := &socket{conn: conn, tcp: slot, attempt: l.attempt, writing: make(chan struct{}, 1)}
 	s.cutCtx, s.cutCancel = context.WithCancel(context.Background())
+	s.idle.born, s.idle.changed = time.Now(), make(chan struct{}, 1)
 	s.end.done = make(chan struct{})
 	s.session = &Session{Mode: l.mode, Attempt: l.attempt, Conn: conn, c: c, sock: s}
 	s.ctx, s.cancel = context.WithCancel(c.life)
@@ -361,6 +364,7 @@ func (l *loop) serve(s *socket) (*outcome, bool) {
 	}
 	stopPing := c.startPing(s)
 	defer stopPing()
+	c.watchIdle(s)
 
 	var err error
 	select {
@@ -438,6 +442,7 @@ func (c *Client) pump(s *socket) {
 			s.readErr <- err
 			return
 		}
+		s.idle.arrived()
 		m := Message{Type: typ, Data: data, Attempt: s.attempt, Session: s.session}
 		select {
 		case c.queue <- m:
@@ -476,6 +481,7 @@ func (c *Client) pumpToHandler(s *socket) {
 			err = ErrInvalidUTF8 // RFC 6455 §8.1: fail the connection, with 1007
 		}
 		if err == nil {
+			s.idle.arrived()
 			err = c.handle(s, Message{Type: typ, Data: buf, Attempt: s.attempt, Session: s.session})
 		}
 		if err != nil {
