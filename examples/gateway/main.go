@@ -78,10 +78,11 @@ func run() error {
 		s, err := gateway.NewShard(gateway.ShardConfig{
 			URL: g.URL, Token: rules.Token, ID: id, Count: shards, Intents: 513,
 			IdentifyLimiter: buckets[id%rules.MaxConcurrency],
-			// Keep room under the send limit for the heartbeats (4 a
-			// second here, as a beat may come early) and for the skew
-			// between sending and arrival.
-			WriteLimiter: resocket.NewLimiter(rules.SendLimit-8, rules.SendWindow),
+			// Keep room under the send limit for the heartbeats (up to 5
+			// in a second here, as a beat may come early), the resume, and
+			// the skew between sending and arrival: the gateway counts
+			// arrivals, and a loaded machine can bunch a few sends up.
+			WriteLimiter: resocket.NewLimiter(rules.SendLimit/2, rules.SendWindow),
 			Resume:       resume,
 			OnDispatch:   func(p gateway.Payload) { t.logf(id, "dispatch %s (seq %d)", p.T, p.S) },
 			Options: []resocket.Option{
