@@ -517,7 +517,10 @@ func sendableCode(code websocket.StatusCode) bool {
 // calls are exceptions, since they cannot wait for themselves: a Close
 // from inside the handler returns once the client is CLOSED, and the
 // handler's call ends by itself right after; a Close from inside the
-// handshake returns once the client is CLOSED. Close may be called any
+// handshake returns once the client is CLOSED; so does a Close from a
+// Session.Heartbeat beat, whose goroutine ends right after. A handshake
+// function that ignores its ctx is not waited for: its goroutine ends
+// whenever it returns. Close may be called any
 // number of times; after it Err is ErrClosed, unless the client had
 // already ended by itself (a fatal verdict): Err keeps that cause. It
 // always returns nil.
@@ -543,6 +546,9 @@ func (c *Client) CloseWith(code websocket.StatusCode, reason string) error {
 func (c *Client) close(r *stopRequest) {
 	if c.inHandler() {
 		c.handlerClosedOnce.Do(func() { close(c.handlerClosed) })
+	}
+	if s := c.current.Load(); s != nil && s.beatG.Load() == goid() {
+		s.closedFromBeat.Store(true) // Close from a Session.Heartbeat beat
 	}
 	c.mu.Lock()
 	c.requestStop(r)

@@ -98,8 +98,9 @@ func (s *socket) readEnded(err error) {
 func (c *Client) verdict(s *socket, err error, inHandshake bool) outcome {
 	s.end.mu.Lock()
 	cut, pending, answer := s.end.cut, s.end.pending, s.end.answer
+	s.decideLocked() // in the same hold: a Reconnect after this sees the socket ended
 	s.end.mu.Unlock()
-	s.settle()
+	s.retired.Store(true)
 	var o outcome
 	var ce websocket.CloseError
 	switch {
@@ -128,6 +129,10 @@ func (s *socket) settle() {
 	s.retired.Store(true)
 	s.end.mu.Lock()
 	defer s.end.mu.Unlock()
+	s.decideLocked()
+}
+
+func (s *socket) decideLocked() {
 	if !s.end.decided {
 		s.end.decided = true
 		close(s.end.done)

@@ -94,9 +94,10 @@ func (c *Client) pingOnce(ctx context.Context, s *socket) bool {
 			t.Reset(c.cfg.heartbeatTimeout)
 			continue
 		}
-		c.stats.heartbeatTimeouts.Add(1)
-		s.cut(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
-			Err: fmt.Errorf("%w within %v", ErrHeartbeatTimeout, c.cfg.heartbeatTimeout)}}, false)
+		if s.cut(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
+			Err: fmt.Errorf("%w within %v", ErrHeartbeatTimeout, c.cfg.heartbeatTimeout)}}, false) {
+			c.stats.heartbeatTimeouts.Add(1)
+		}
 		<-pong // the cut ends the ping
 		return false
 	}
@@ -143,12 +144,10 @@ func (s *Session) Heartbeat(interval time.Duration, beat func(ctx context.Contex
 	}
 	sock.app.mu.Lock()
 	defer sock.app.mu.Unlock()
-	if sock.app.started || sock.ctx.Err() != nil {
+	if sock.app.started {
 		return
 	}
-	sock.app.started = true
-	sock.beats.Add(1)
-	go c.beatLoop(sock, interval, beat)
+	sock.app.started = sock.spawn(func() { c.beatLoop(sock, interval, beat) })
 }
 
 func checkHeartbeat(interval time.Duration, beat func(context.Context) error) error {
@@ -163,7 +162,7 @@ func checkHeartbeat(interval time.Duration, beat func(context.Context) error) er
 
 // beatLoop sends the beats and cuts a zombie.
 func (c *Client) beatLoop(s *socket, interval time.Duration, beat func(context.Context) error) {
-	defer s.beats.Done()
+	s.beatG.Store(goid()) // a Close from the beat must not wait for it
 	t := time.NewTimer(time.Duration(rand.Int64N(int64(interval))))
 	defer t.Stop()
 	var stalls int64
@@ -175,9 +174,10 @@ func (c *Client) beatLoop(s *socket, interval time.Duration, beat func(context.C
 		}
 		t.Reset(interval)
 		if c.zombie(s, &stalls) {
-			c.stats.heartbeatTimeouts.Add(1)
-			s.cut(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
-				Err: fmt.Errorf("%w within %v", ErrZombie, interval)}}, false)
+			if s.cut(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
+				Err: fmt.Errorf("%w within %v", ErrZombie, interval)}}, false) {
+				c.stats.heartbeatTimeouts.Add(1)
+			}
 			return
 		}
 		if err := sendBeat(s, interval, beat); err != nil {
@@ -291,16 +291,12 @@ func (c *Client) watchIdle(s *socket) {
 }
 
 func (c *Client) startIdle(s *socket) {
-	s.idle.once.Do(func() {
-		s.beats.Add(1)
-		go c.idleLoop(s)
-	})
+	s.idle.once.Do(func() { s.spawn(func() { c.idleLoop(s) }) })
 }
 
 // idleLoop cuts the socket when nothing arrived within the limit and the
 // consumer is not stalled; it ends with the socket.
 func (c *Client) idleLoop(s *socket) {
-	defer s.beats.Done()
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
@@ -314,9 +310,10 @@ func (c *Client) idleLoop(s *socket) {
 				s.idle.last.Store(int64(time.Since(s.idle.born))) // what waits may have come in time
 				wait = limit
 			default:
-				c.stats.idleTimeouts.Add(1)
-				s.cut(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
-					Err: fmt.Errorf("%w for %v", ErrIdleTimeout, limit)}}, false)
+				if s.cut(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
+					Err: fmt.Errorf("%w for %v", ErrIdleTimeout, limit)}}, false) {
+					c.stats.idleTimeouts.Add(1)
+				}
 				return
 			}
 		}
@@ -324,7 +321,7 @@ func (c *Client) idleLoop(s *socket) {
 		select {
 		case <-s.ctx.Done():
 			return
-		case <-s.idle.changed: // Reset above discards a pending expiry (Go 1.23 timers)
+		case <-s.idle.changed: // a stale expiry after this is harmless: the loop checks the time
 		case <-t.C:
 		}
 	}

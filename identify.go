@@ -21,7 +21,9 @@ import (
 //
 // While it waits, the connect timeout is paused, and so is the zombie
 // judgment of Heartbeat: beats keep going out, and nobody reads ACKs
-// until the handshake does. It publishes IdentifyPaced when it returns
+// until the handshake does. So nothing but a failing beat notices a peer
+// that dies during a long wait; the handshake finds out when it sends its
+// identify (and the slot it took is spent). It publishes IdentifyPaced when it returns
 // nil. It returns early when ctx ends, when the socket ends, or when the
 // client is closed. Any other error is the Limiter's (a shared store that
 // is down), said as such: a handshake that returns it is a failed

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -511,4 +512,87 @@ func TestClientWriteFromAHandlerWhoseSocketEnded(t *testing.T) {
 	case <-time.After(waitLimit / 2):
 		t.Fatal("Client.Write from the handler waited for a socket that waits for the handler")
 	}
+}
+
+// TestCloseFromABeat: a Session.Heartbeat beat that closes the client
+// (a protocol's "stop" seen while beating) must not wait for itself.
+func TestCloseFromABeat(t *testing.T) {
+	srv := resockettest.NewServer(t) // echoes: reads the beats
+	var c *resocket.Client
+	var once sync.Once
+	closed := make(chan struct{})
+	c, _ = newRecorded(t, srv.URL, fast(resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+		s.Heartbeat(20*time.Millisecond, func(ctx context.Context) error {
+			once.Do(func() { c.Close(); close(closed) })
+			return nil
+		})
+		return nil
+	}))...)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(waitLimit):
+		t.Fatalf("Close from a beat did not return (state %v)", c.State())
+	}
+	waitDone(t, c)
+}
+
+// TestHandshakeCloseFrameBeatsAReconnect: the handshake reads the peer's
+// 4004, then a Reconnect lands on the socket before the handshake
+// returns. The peer's close frame came first: it decides, as when OPEN.
+func TestHandshakeCloseFrameBeatsAReconnect(t *testing.T) {
+	srv := resockettest.NewServer(t)
+	srv.SetDefault(resockettest.Script{Steps: []resockettest.Step{resockettest.Close(4004, "authentication failed")}})
+	c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+		_, _, err := s.Conn.Read(ctx)
+		if websocket.CloseStatus(err) == 4004 {
+			s.Reconnect(4000, "too late", resocket.ActionRetry)
+		}
+		return err
+	}))...)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	go c.Connect(ctx)
+	if d := rec.disconnected(t); d.Code != 4004 || d.Action != resocket.ActionFatal {
+		t.Fatalf("got %d %v (%v), want 4004 fatal: the peer's close frame came first", d.Code, d.Action, d.Err)
+	}
+}
+
+// TestActsOnAnEndingSocket: a consumer that sets an idle limit or starts
+// a heartbeat on the Session of a socket that is being let go: nothing
+// starts, nothing races (run with -race).
+func TestActsOnAnEndingSocket(t *testing.T) {
+	srv := resockettest.NewServer(t)
+	sessions := make(chan *resocket.Session, 1)
+	c, _ := newRecorded(t, srv.URL, fast(resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+		s.Heartbeat(time.Millisecond, func(ctx context.Context) error {
+			<-ctx.Done() // a beat in flight: the socket's release waits for it
+			time.Sleep(2 * time.Millisecond)
+			return nil
+		})
+		select {
+		case sessions <- s:
+		default:
+		}
+		return nil
+	}))...)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := <-sessions
+	for i := 0; i < 50; i++ { // acts while the release runs
+		if i == 10 {
+			s.Reconnect(4000, "", resocket.ActionRetry)
+		}
+		s.SetIdleTimeout(time.Hour)
+		s.Heartbeat(time.Hour, func(context.Context) error { return nil })
+		time.Sleep(100 * time.Microsecond)
+	}
+	<-s.Done()
 }

@@ -28,7 +28,16 @@ type socket struct {
 	// application heartbeat.
 	ctx    context.Context
 	cancel context.CancelFunc
-	beats  sync.WaitGroup // the application heartbeat, if started
+	// beats counts the goroutines beside the socket (the application
+	// heartbeat, the idle watch); spawn starts them, and none starts once
+	// the socket is released. beatG is the heartbeat's goroutine id, and
+	// closedFromBeat is set when its beat called Close: release cannot
+	// wait for the goroutine that is waiting for it.
+	beats          sync.WaitGroup
+	goMu           sync.Mutex
+	released       bool
+	beatG          atomic.Uint64
+	closedFromBeat atomic.Bool
 
 	// end is what is known of how the socket ended (ending.go); cutCtx
 	// ends with the client's first cut, to wake the loop.
@@ -161,11 +170,32 @@ var errWriteCut = errors.New("a Write's ctx ended before its message went out wh
 // one.
 func (c *Client) release(s *socket) {
 	s.settle()
+	s.goMu.Lock()
+	s.released = true
+	s.goMu.Unlock()
 	s.cancel()
-	s.beats.Wait()
+	if !s.closedFromBeat.Load() { // else the beat returns right after its Close does
+		s.beats.Wait()
+	}
 	c.mu.Lock()
 	c.current.CompareAndSwap(s, nil)
 	c.mu.Unlock()
+}
+
+// spawn runs f on a goroutine counted in beats, unless the socket was
+// released; it reports whether f runs.
+func (s *socket) spawn(f func()) bool {
+	s.goMu.Lock()
+	defer s.goMu.Unlock()
+	if s.released {
+		return false
+	}
+	s.beats.Add(1)
+	go func() {
+		defer s.beats.Done()
+		f()
+	}()
+	return true
 }
 
 // waitPump waits for the read pump, if it was started, to return: with
@@ -305,8 +335,10 @@ func (l *loop) dial(ctx context.Context) (*socket, *http.Response, *outcome) {
 
 // handshake runs the caller's handshake on its own goroutine, so that a
 // Close called from inside it does not wait for itself, and a handshake
-// that ignores its ctx cannot hold the client past the connect timeout.
-// Its ctx also ends when the socket is cut (a heartbeat, a Reconnect).
+// that ignores its ctx cannot hold the client past the connect timeout
+// (its goroutine then ends whenever the function returns). Its ctx also
+// ends when a Reconnect cuts the socket; other cuts close the socket,
+// which ends the handshake's reads.
 func (c *Client) handshake(ctx context.Context, s *socket, resp *http.Response) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -338,7 +370,13 @@ func (c *Client) handshake(ctx context.Context, s *socket, resp *http.Response) 
 	// Reconnect's cut leaves the socket open for its close frame, so it
 	// ends the ctx instead.
 	if code, _ := s.closingFrame(); code != 0 {
-		return context.Canceled
+		cancel()
+		select { // its own error may hold a close frame it read first
+		case err := <-errc:
+			return returned(err)
+		case <-time.After(c.cfg.closeTimeout):
+			return context.Canceled
+		}
 	}
 	select {
 	case err := <-errc:

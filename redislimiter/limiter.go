@@ -18,8 +18,10 @@
 // and resocket.WithIdentifyLimiter(gate) on the shard's client.
 //
 // Order: waiters are served in the order they first reached Redis, across
-// processes. A take is reserved at most one window (the shortest Per)
-// ahead; a waiter further back sleeps until its turn is near and asks
+// processes; those whose turns all fall within one window (the shortest
+// Per) take the earliest free slots in the order they ask, so they may
+// swap among themselves, never with a waiter further back. A take is
+// reserved at most one window ahead; a waiter further back sleeps until its turn is near and asks
 // again, so a take costs a few commands, not a poll loop. A waiter whose
 // ctx ends takes nothing (its reservation is given back); a process that
 // stops calling (killed) loses its place in the queue a few seconds after
@@ -284,7 +286,10 @@ if slot - now <= horizon then
   -- This waiter's turn is within one window: it takes the earliest slot.
   for k, per in pairs(keep) do
     redis.call('ZADD', KEYS[k], first, me)
-    redis.call('PEXPIRE', KEYS[k], math.ceil((first - now + per) / 1000) + 1000)
+    -- Only ever extend: another Limiter sharing the key may hold a later
+    -- reservation that must count until it leaves its window.
+    local ttl = math.ceil((first - now + per) / 1000) + 1000
+    if redis.call('PTTL', KEYS[k]) < ttl then redis.call('PEXPIRE', KEYS[k], ttl) end
   end
   redis.call('ZREM', q, me)
   redis.call('ZREM', l, me)

@@ -406,3 +406,45 @@ func TestNewChecksItsArguments(t *testing.T) {
 		t.Fatalf("New contacted Redis, or refused good arguments: %v", err)
 	}
 }
+
+// TestSharedKeyKeepsLaterReservations: a key shared by several Limiters
+// (a daily budget beside per-bucket windows) must not expire while one of
+// them holds a reservation that still counts, whatever the others take
+// later. Day window: 3 per 4 s; buckets: 1 per 3 s.
+func TestSharedKeyKeepsLaterReservations(t *testing.T) {
+	r := startRedis(t)
+	rdb := r.client(t)
+	day := Window{N: 3, Per: 4 * time.Second, Key: "{bot}:day"}
+	limiter := func(k string) *Limiter {
+		l, err := New(rdb, k, Window{N: 1, Per: 3 * time.Second}, day)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	a, b, c, d := limiter("{bot}:a"), limiter("{bot}:b"), limiter("{bot}:c"), limiter("{bot}:d")
+	var mu sync.Mutex
+	var takes []int64
+	take := func(l *Limiter) {
+		at, err := l.take(context.Background())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		mu.Lock()
+		takes = append(takes, at)
+		mu.Unlock()
+	}
+	take(a)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); take(a) }() // reserved 3 s ahead in the day key
+	time.Sleep(100 * time.Millisecond)
+	take(b) // a take now must not shorten the day key's life below that reservation's
+	time.Sleep(5500 * time.Millisecond)
+	take(c)
+	take(b)
+	take(d)
+	wg.Wait()
+	checkWindows(t, takes, 3, 4*time.Second)
+}
