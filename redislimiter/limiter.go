@@ -3,17 +3,19 @@
 // across all of them.
 //
 // Bots outgrow one process, but a gateway's identify budget is global
-// (Discord: max_concurrency identifies per 5 s per bucket
-// shard_id % max_concurrency, and 1,000 per 24 h for the whole bot). A
-// Limiter keeps at most N takes in any window of length Per, for every
-// window given, over every process that uses the same keys. All windows
-// are checked and taken atomically, in one Lua script, against Redis's
-// clock, never the callers'. Discord's rules, for shard id:
+// (Discord: one identify per 5 s in each bucket shard_id % max_concurrency,
+// and 1,000 per 24 h for the whole bot). A Limiter keeps at most N takes in
+// any window of length Per, for every window given, over every process
+// that uses the same keys. All windows are checked and taken atomically,
+// in one Lua script, against Redis's clock, never the callers'. Discord's
+// rules, for shard id: the bucket's window on its own key, and the bot's
+// day on a key every bucket shares (And):
 //
 //	bucket := fmt.Sprintf("{bot}:identify:%d", id%maxConcurrency)
-//	gate, err := redislimiter.New(rdb, bucket,
-//		redislimiter.Window{N: maxConcurrency, Per: 5 * time.Second},
-//		redislimiter.Window{N: 1000, Per: 24 * time.Hour, Key: "{bot}:identify:day"})
+//	gate, err := redislimiter.New(rdb, bucket, redislimiter.Window{N: 1, Per: 5 * time.Second})
+//	if err == nil {
+//		gate, err = gate.And("{bot}:identify:day", redislimiter.Window{N: 1000, Per: 24 * time.Hour})
+//	}
 //
 // and resocket.WithIdentifyLimiter(gate) on the shard's client.
 //
@@ -37,8 +39,8 @@
 // forgets the takes: right after it, up to N takes per window go at once,
 // so a window that spans the restart may hold up to 2N.
 //
-// With Redis Cluster every key of a Limiter must hash to one slot: put a
-// {hash tag} in them, as above. The queue keys are derived from New's key
+// With Redis Cluster every key of a Limiter (New's and And's) must hash to
+// one slot: put a {hash tag} in them, as above. The queue keys are derived from New's key
 // and share its tag (or, without one, its slot).
 package redislimiter
 
@@ -59,21 +61,22 @@ import (
 type Window struct {
 	N   int
 	Per time.Duration
-	// Key is where the window's takes are kept; "" is New's key. Windows
-	// on other keys are shared by every Limiter that names them, such as
-	// a bot-wide daily budget beside per-bucket windows. Every Limiter
-	// that uses a key must give it the same windows.
-	Key string
 }
 
 // Limiter is a sliding-window limit kept in Redis. It satisfies
 // resocket.Limiter. It is safe for concurrent use.
 type Limiter struct {
-	rdb    redis.UniversalClient
-	key    string
-	keys   []string // the queue, the leases, then each distinct window key
-	args   []any    // ARGV after the member and the margin: the windows
-	margin time.Duration
+	rdb     redis.UniversalClient
+	key     string
+	windows []keyedWindow
+	keys    []string // the queue, the leases, then each distinct window key
+	args    []any    // ARGV after the member, the margin and the longest sleep: the windows
+	margin  time.Duration
+}
+
+type keyedWindow struct {
+	key string
+	Window
 }
 
 // A waiter sleeps at most maxSleep between calls, and keeps its place in
@@ -97,27 +100,49 @@ func New(rdb redis.UniversalClient, key string, windows ...Window) (*Limiter, er
 		return nil, errors.New("redislimiter: New: no Window given")
 	}
 	l := &Limiter{rdb: rdb, key: key, margin: margin}
-	l.keys = []string{queueKey(key, "queue"), queueKey(key, "lease")}
-	index := map[string]int{}
-	l.args = append(l.args, len(windows))
+	return l.with("New", key, windows)
+}
+
+// And returns a Limiter that also keeps windows under another key, all
+// checked and taken in the same script: a budget shared by many Limiters
+// (a bot's identifies per day, beside each bucket's own window). Every
+// Limiter that uses a key must give it the same windows. l is unchanged.
+func (l *Limiter) And(key string, windows ...Window) (*Limiter, error) {
+	switch {
+	case key == "":
+		return nil, errors.New("redislimiter: And: key is empty")
+	case len(windows) == 0:
+		return nil, errors.New("redislimiter: And: no Window given")
+	}
+	return l.with("And", key, windows)
+}
+
+// with returns a copy of l with windows on key added.
+func (l *Limiter) with(method, key string, windows []Window) (*Limiter, error) {
 	for i, w := range windows {
 		switch {
 		case w.N < 1:
-			return nil, fmt.Errorf("redislimiter: New: window %d: N must be at least 1, got %d", i, w.N)
+			return nil, fmt.Errorf("redislimiter: %s: window %d: N must be at least 1, got %d", method, i, w.N)
 		case w.Per < time.Millisecond:
-			return nil, fmt.Errorf("redislimiter: New: window %d: Per must be at least 1ms, got %v", i, w.Per)
+			return nil, fmt.Errorf("redislimiter: %s: window %d: Per must be at least 1ms, got %v", method, i, w.Per)
 		}
-		k := w.Key
-		if k == "" {
-			k = key
-		}
-		if _, ok := index[k]; !ok {
-			l.keys = append(l.keys, k)
-			index[k] = len(l.keys) // Lua's KEYS are 1-based
-		}
-		l.args = append(l.args, index[k], w.N, w.Per.Microseconds())
 	}
-	return l, nil
+	n := *l
+	n.windows = append([]keyedWindow(nil), l.windows...)
+	for _, w := range windows {
+		n.windows = append(n.windows, keyedWindow{key, w})
+	}
+	n.keys = []string{queueKey(n.key, "queue"), queueKey(n.key, "lease")}
+	index := map[string]int{}
+	n.args = []any{len(n.windows)}
+	for _, w := range n.windows {
+		if _, ok := index[w.key]; !ok {
+			n.keys = append(n.keys, w.key)
+			index[w.key] = len(n.keys) // Lua's KEYS are 1-based
+		}
+		n.args = append(n.args, index[w.key], w.N, w.Per.Microseconds())
+	}
+	return &n, nil
 }
 
 // queueKey derives a key of the Limiter's own in the same Cluster slot as

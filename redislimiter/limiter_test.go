@@ -179,23 +179,24 @@ func runChild(t *testing.T, addr, key, windows string, goroutines, count int, ki
 
 // child is the body of a child process.
 func child() int {
-	var windows []Window
-	for _, w := range strings.Split(os.Getenv("REDISLIMITER_WINDOWS"), ",") {
+	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv("REDISLIMITER_ADDR")})
+	defer rdb.Close()
+	var l *Limiter
+	var err error
+	for i, w := range strings.Split(os.Getenv("REDISLIMITER_WINDOWS"), ",") {
 		n, per, _ := strings.Cut(w, "/")
 		nn, _ := strconv.Atoi(n)
 		d, _ := time.ParseDuration(per)
-		key := ""
-		if len(windows) > 0 {
-			key = "{" + os.Getenv("REDISLIMITER_KEY") + "}:w" + strconv.Itoa(len(windows))
+		key := "{" + os.Getenv("REDISLIMITER_KEY") + "}"
+		if i == 0 {
+			l, err = New(rdb, key, Window{N: nn, Per: d})
+		} else {
+			l, err = l.And(key+":w"+strconv.Itoa(i), Window{N: nn, Per: d})
 		}
-		windows = append(windows, Window{N: nn, Per: d, Key: key})
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv("REDISLIMITER_ADDR")})
-	defer rdb.Close()
-	l, err := New(rdb, "{"+os.Getenv("REDISLIMITER_KEY")+"}", windows...)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	goroutines, _ := strconv.Atoi(os.Getenv("REDISLIMITER_GOROUTINES"))
 	count, _ := strconv.Atoi(os.Getenv("REDISLIMITER_COUNT"))
@@ -392,18 +393,25 @@ func TestNewChecksItsArguments(t *testing.T) {
 		windows []Window
 		want    string
 	}{
-		{nil, "k", []Window{{1, time.Second, ""}}, "Redis client is nil"},
-		{rdb, "", []Window{{1, time.Second, ""}}, "key is empty"},
+		{nil, "k", []Window{{1, time.Second}}, "Redis client is nil"},
+		{rdb, "", []Window{{1, time.Second}}, "key is empty"},
 		{rdb, "k", nil, "no Window"},
-		{rdb, "k", []Window{{0, time.Second, ""}}, "N must be at least 1"},
-		{rdb, "k", []Window{{1, 0, ""}}, "Per must be at least 1ms"},
+		{rdb, "k", []Window{{0, time.Second}}, "N must be at least 1"},
+		{rdb, "k", []Window{{1, 0}}, "Per must be at least 1ms"},
 	} {
 		if _, err := New(c.rdb, c.key, c.windows...); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("New(%v, %q, %v): %v, want %q", c.rdb != nil, c.key, c.windows, err, c.want)
 		}
 	}
-	if _, err := New(rdb, "k", Window{N: 1, Per: time.Second}); err != nil {
+	l, err := New(rdb, "k", Window{N: 1, Per: time.Second})
+	if err != nil {
 		t.Fatalf("New contacted Redis, or refused good arguments: %v", err)
+	}
+	if _, err := l.And("", Window{N: 1, Per: time.Second}); err == nil || !strings.Contains(err.Error(), "key is empty") {
+		t.Errorf("And with no key: %v", err)
+	}
+	if _, err := l.And("day", Window{N: 0, Per: time.Second}); err == nil || !strings.Contains(err.Error(), "And: window 0: N must be at least 1") {
+		t.Errorf("And with N 0: %v", err)
 	}
 }
 
@@ -414,9 +422,11 @@ func TestNewChecksItsArguments(t *testing.T) {
 func TestSharedKeyKeepsLaterReservations(t *testing.T) {
 	r := startRedis(t)
 	rdb := r.client(t)
-	day := Window{N: 3, Per: 4 * time.Second, Key: "{bot}:day"}
 	limiter := func(k string) *Limiter {
-		l, err := New(rdb, k, Window{N: 1, Per: 3 * time.Second}, day)
+		l, err := New(rdb, k, Window{N: 1, Per: 3 * time.Second})
+		if err == nil {
+			l, err = l.And("{bot}:day", Window{N: 3, Per: 4 * time.Second})
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

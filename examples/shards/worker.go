@@ -81,8 +81,10 @@ type shardWorker struct {
 func (w *shardWorker) shard(url string, id int) (*gateway.Shard, error) {
 	gate, err := redislimiter.New(w.rdb, fmt.Sprintf("{demo}:identify:%d", id%rules.MaxConcurrency),
 		// 10 ms spare for the microseconds between the send and the arrival.
-		redislimiter.Window{N: 1, Per: rules.IdentifyEvery + 10*time.Millisecond},
-		redislimiter.Window{N: rules.DailyIdentifies, Per: 24 * time.Hour, Key: "{demo}:identify:day"})
+		redislimiter.Window{N: 1, Per: rules.IdentifyEvery + 10*time.Millisecond})
+	if err == nil {
+		gate, err = gate.And("{demo}:identify:day", redislimiter.Window{N: rules.DailyIdentifies, Per: 24 * time.Hour})
+	}
 	if err != nil {
 		return nil, err
 	}
