@@ -144,9 +144,6 @@ func New(rawURL string, opts ...Option) (*Client, error) {
 		handlerClosed: make(chan struct{}),
 		dialOpt:       cfg.dialOptions,
 	}
-	if cfg.identifyLimiter != nil && cfg.handshake == nil {
-		return nil, errors.New("resocket: WithIdentifyLimiter needs WithHandshake: the handshake takes the limiter with Session.WaitIdentify right before its identify")
-	}
 	if c.backoff = cfg.newBackoff(); c.backoff == nil {
 		return nil, errors.New("resocket: WithBackoff: function returned a nil BackOff")
 	}

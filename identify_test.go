@@ -220,10 +220,18 @@ func TestWaitIdentify(t *testing.T) {
 			t.Fatalf("the error does not name WaitIdentify: %v", err)
 		}
 	})
-	t.Run("needs-a-handshake", func(t *testing.T) {
-		_, err := resocket.New("ws://127.0.0.1:1/", resocket.WithIdentifyLimiter(resocket.NewLimiter(1, time.Second)))
-		if err == nil || !strings.Contains(err.Error(), "WaitIdentify") {
-			t.Fatalf("New: %v", err)
+	t.Run("no-handshake", func(t *testing.T) {
+		srv := resockettest.NewServer(t)
+		lim := resocket.NewLimiter(1, time.Second)
+		c, _ := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(lim))...)
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		err := c.Connect(ctx)
+		mustErrorIs(t, err, resocket.ErrIdentifySkipped) // nothing took the gate for this identify-mode socket
+		// A resume needs no gate, handshake or not.
+		r, _ := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(lim), resocket.WithResume(""))...)
+		if err := r.Connect(ctx); err != nil {
+			t.Fatalf("a resume with no handshake: %v", err)
 		}
 	})
 	t.Run("no-limiter-returns-at-once", func(t *testing.T) {

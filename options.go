@@ -292,9 +292,9 @@ func (d discardHandler) WithGroup(string) slog.Handler           { return d }
 // 5 s, or a redislimiter.Limiter across processes. The wait is not part of
 // the connect timeout; Close, Reconnect and the socket's end cut it. An
 // IdentifyPaced event tells how long each identify waited; a Limiter that
-// fails is a failed attempt, retried. It needs WithHandshake, and a
-// handshake in ModeIdentify that returns nil without WaitIdentify stops
-// the client (ErrIdentifySkipped).
+// fails is a failed attempt, retried. A handshake in ModeIdentify that
+// returns nil without WaitIdentify stops the client (ErrIdentifySkipped),
+// and so does an identify-mode socket with no WithHandshake at all.
 func WithIdentifyLimiter(l Limiter) Option {
 	return optionFunc(func(c *config) error {
 		if err := checkLimiter("WithIdentifyLimiter", l); err != nil {
