@@ -207,14 +207,40 @@ func socketDisconnect(err error, limit int64) Disconnect {
 }
 
 // handshakeDisconnect describes a handshake that returned err.
+// A limiter's failure is the handshake's, whatever I/O error it wraps (a
+// store that could not be dialed is not this socket's drop).
 func handshakeDisconnect(mode Mode, err error, limit int64) Disconnect {
+	err = unprefixed(err)
 	var ce websocket.CloseError
+	var le *identifyLimiterError
 	switch {
+	case errors.As(err, &le):
 	case errors.As(err, &ce), errors.Is(err, websocket.ErrMessageTooBig), isIOError(err):
 		return socketDisconnect(err, limit)
 	}
 	return Disconnect{Err: &HandshakeError{Mode: mode, Err: err}}
 }
+
+// identifyLimiterError is WaitIdentify's error when the Limiter failed.
+type identifyLimiterError struct{ err error }
+
+func (e *identifyLimiterError) Error() string { return "identify limiter: " + e.err.Error() }
+func (e *identifyLimiterError) Unwrap() error { return e.err }
+
+// unprefixed drops the "resocket: " of an error a method of this package
+// returned (Session.Write, WaitIdentify) and the handshake passed on, so
+// that the cause it becomes reads as one sentence; the chain is kept.
+func unprefixed(err error) error {
+	if err == nil || !strings.HasPrefix(err.Error(), "resocket: ") {
+		return err
+	}
+	return &unprefixedError{err}
+}
+
+type unprefixedError struct{ err error }
+
+func (e *unprefixedError) Error() string { return strings.TrimPrefix(e.err.Error(), "resocket: ") }
+func (e *unprefixedError) Unwrap() error { return e.err }
 
 // isIOError reports whether err, anywhere in its chain, says the socket
 // itself failed: EOF, a reset, a closed connection, a timeout.

@@ -23,12 +23,16 @@ import (
 // judgment of Heartbeat: beats keep going out, and nobody reads ACKs
 // until the handshake does. So nothing but a failing beat notices a peer
 // that dies during a long wait; the handshake finds out when it sends its
-// identify (and the slot it took is spent). It publishes IdentifyPaced when it returns
-// nil. It returns early when ctx ends, when the socket ends, or when the
-// client is closed. Any other error is the Limiter's (a shared store that
-// is down), said as such: a handshake that returns it is a failed
-// attempt, retried with backoff like any other handshake failure, never
-// fatal.
+// identify (and the slot it took is spent).
+//
+// It publishes IdentifyPaced when it returns nil. It returns early when
+// ctx ends, when the client cuts the socket (a failing beat, a
+// Reconnect), or when the client is closed; a close frame the peer sends
+// meanwhile is read only after it, by the handshake. Any other error is
+// the Limiter's (a shared store that is down), said as such: a handshake
+// that returns it is a failed attempt, retried with backoff like any
+// other handshake failure (a HandshakeError, whatever network error the
+// store's client wrapped), never fatal.
 //
 // With a Limiter configured, a handshake in ModeIdentify that returns nil
 // without a successful WaitIdentify is a bug the client will not hide: it
@@ -69,7 +73,7 @@ func (s *Session) WaitIdentify(ctx context.Context) error {
 	case c.life.Err() != nil || sock.wasCut():
 		return c.socketEnded(sock)
 	default:
-		return fmt.Errorf("resocket: WaitIdentify: identify limiter: %w", c.redact.err(err))
+		return fmt.Errorf("resocket: WaitIdentify: %w", &identifyLimiterError{c.redact.err(err)})
 	}
 	sock.identified.Store(true)
 	c.log.Debug("resocket: identify paced", "attempt", sock.attempt, "waited", waited)

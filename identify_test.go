@@ -3,8 +3,11 @@ package resocket_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -207,6 +210,24 @@ func TestWaitIdentify(t *testing.T) {
 			t.Fatalf("got %v %v", d.Action, d.Err)
 		}
 	})
+	t.Run("a-store-that-cannot-be-dialed-is-the-handshakes", func(t *testing.T) {
+		srv := resockettest.NewServer(t)
+		srv.SetDefault(g.script(0))
+		down := resocket.Limiter(limiterFunc(func(context.Context) error {
+			return fmt.Errorf("store unreachable: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
+		}))
+		c, rec := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(down),
+			resocket.WithHandshake((&identifyHandshake{}).run))...)
+		go c.Connect(context.Background())
+		d := rec.disconnected(t)
+		var he *resocket.HandshakeError
+		if d.Code != 0 || d.Action != resocket.ActionRetry || !errors.As(d.Err, &he) {
+			t.Fatalf("got code %d %v (%v), want a HandshakeError retried, not a 1006 drop", d.Code, d.Action, d.Err)
+		}
+		if strings.Contains(d.Err.Error(), "resocket:") {
+			t.Fatalf("the cause carries the package prefix: %v", d.Err)
+		}
+	})
 	t.Run("skipped-wait-is-fatal", func(t *testing.T) {
 		srv := resockettest.NewServer(t, g.script(0))
 		c, _ := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(resocket.NewLimiter(1, time.Second)),
@@ -248,3 +269,8 @@ func TestWaitIdentify(t *testing.T) {
 		}
 	})
 }
+
+// limiterFunc adapts a func to a Limiter.
+type limiterFunc func(context.Context) error
+
+func (f limiterFunc) Wait(ctx context.Context) error { return f(ctx) }

@@ -89,7 +89,7 @@ type socketEndedError struct {
 
 func (e *socketEndedError) Error() string {
 	if e.closed != nil {
-		return fmt.Sprintf("%v: socket %d, and the client is closed (%v); nothing was sent", ErrSocketEnded, e.attempt, e.closed)
+		return fmt.Sprintf("%v: socket %d, and the client is closed; nothing was sent", ErrSocketEnded, e.attempt)
 	}
 	return fmt.Sprintf("%v: socket %d ended; nothing was sent", ErrSocketEnded, e.attempt)
 }
