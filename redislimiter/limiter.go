@@ -12,12 +12,15 @@
 // day on a key every bucket shares (And):
 //
 //	bucket := fmt.Sprintf("{bot}:identify:%d", id%maxConcurrency)
-//	gate, err := redislimiter.New(rdb, bucket, redislimiter.Window{N: 1, Per: 5 * time.Second})
+//	gate, err := redislimiter.New(rdb, bucket, redislimiter.Window{N: 1, Per: 5*time.Second + 50*time.Millisecond})
 //	if err == nil {
 //		gate, err = gate.And("{bot}:identify:day", redislimiter.Window{N: 1000, Per: 24 * time.Hour})
 //	}
 //
-// and resocket.WithIdentifyLimiter(gate) on the shard's client.
+// and resocket.WithIdentifyLimiter(gate) on the shard's client. The
+// windows hold on Redis's clock: two callers in different processes
+// return from Wait up to the difference of their round trips to Redis
+// apart, and a gateway counts arrivals, hence the margin above.
 //
 // Order: waiters are served in the order they first reached Redis, across
 // processes; those whose turns all fall within one window (the shortest
