@@ -544,7 +544,7 @@ func (c *Client) close(r *stopRequest) {
 	if c.inHandler() {
 		c.handlerClosedOnce.Do(func() { close(c.handlerClosed) })
 	}
-	if s := c.current.Load(); s != nil && s.beatG.Load() == goid() {
+	if s := c.current.Load(); s != nil && s.beatG.Load() != 0 && s.beatG.Load() == goid() {
 		s.closedFromBeat.Store(true) // Close from a Session.Heartbeat beat
 	}
 	c.mu.Lock()
