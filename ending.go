@@ -96,11 +96,7 @@ func (s *socket) readEnded(err error) {
 // reads (the pump's, or the handshake's own return). Nothing said about
 // the socket after it counts.
 func (c *Client) verdict(s *socket, err error, inHandshake bool) outcome {
-	s.end.mu.Lock()
-	cut, pending, answer := s.end.cut, s.end.pending, s.end.answer
-	s.decideLocked() // in the same hold: a Reconnect after this sees the socket ended
-	s.end.mu.Unlock()
-	s.retired.Store(true)
+	cut, pending, answer := s.settle()
 	var o outcome
 	var ce websocket.CloseError
 	switch {
@@ -124,19 +120,17 @@ func (c *Client) verdict(s *socket, err error, inHandshake bool) outcome {
 
 // settle marks s finished: its verdict is decided, or the client let go
 // of it. From then on the Session's acts fail or do nothing, and
-// Session.Done is closed.
-func (s *socket) settle() {
+// Session.Done is closed. It returns what the verdict rests on, read in
+// the same hold, so that nothing reported after it counts.
+func (s *socket) settle() (cut, pending *outcome, answer bool) {
 	s.retired.Store(true)
 	s.end.mu.Lock()
 	defer s.end.mu.Unlock()
-	s.decideLocked()
-}
-
-func (s *socket) decideLocked() {
 	if !s.end.decided {
 		s.end.decided = true
 		close(s.end.done)
 	}
+	return s.end.cut, s.end.pending, s.end.answer
 }
 
 // wasCut reports whether the client cut s.

@@ -26,8 +26,8 @@ import (
 // identify (and the slot it took is spent).
 //
 // It publishes IdentifyPaced when it returns nil. It returns early when
-// ctx ends, when the client cuts the socket (a failing beat, a
-// Reconnect), or when the client is closed; a close frame the peer sends
+// ctx ends, or with an error wrapping ErrSocketEnded when the client cuts
+// the socket (a failing beat, a Reconnect) or is closed; a close frame the peer sends
 // meanwhile is read only after it, by the handshake. Any other error is
 // the Limiter's (a shared store that is down), said as such: a handshake
 // that returns it is a failed attempt, retried with backoff like any
@@ -68,10 +68,10 @@ func (s *Session) WaitIdentify(ctx context.Context) error {
 	waited := time.Since(start)
 	switch {
 	case err == nil:
+	case c.life.Err() != nil || sock.wasCut(): // first: a Reconnect's cut also ends the handshake's ctx
+		return c.socketEnded(sock)
 	case ctx.Err() != nil:
 		return fmt.Errorf("resocket: WaitIdentify: %w", ctx.Err())
-	case c.life.Err() != nil || sock.wasCut():
-		return c.socketEnded(sock)
 	default:
 		return fmt.Errorf("resocket: WaitIdentify: %w", &identifyLimiterError{c.redact.err(err)})
 	}

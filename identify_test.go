@@ -30,8 +30,11 @@ func (h *identifyHandshake) run(ctx context.Context, s *resocket.Session) error 
 	if _, _, err := s.Conn.Read(ctx); err != nil { // hello
 		return err
 	}
-	s.Heartbeat(10*time.Millisecond, func(ctx context.Context) error {
-		return s.Conn.Write(ctx, websocket.MessageText, []byte("beat")) // never acknowledged
+	// Never acknowledged. A beat's ctx ends after one interval, and a beat
+	// waiting behind the identify's write on a loaded machine took longer
+	// than 10 ms once: 50 ms still puts several beats in every wait.
+	s.Heartbeat(50*time.Millisecond, func(ctx context.Context) error {
+		return s.Conn.Write(ctx, websocket.MessageText, []byte("beat"))
 	})
 	if s.Mode == resocket.ModeResume {
 		return s.Conn.Write(ctx, websocket.MessageText, []byte("resume"))
@@ -193,6 +196,33 @@ func TestWaitIdentify(t *testing.T) {
 			}
 		case <-time.After(waitLimit):
 			t.Fatal("Close did not cut WaitIdentify")
+		}
+	})
+	t.Run("the-sockets-end-cuts-it", func(t *testing.T) {
+		srv := resockettest.NewServer(t)
+		srv.SetDefault(g.script(0))
+		lim := resocket.NewLimiter(1, time.Hour)
+		lim.Wait(context.Background())
+		waiting := make(chan error, 2)
+		c, rec := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(lim),
+			resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+				err := s.WaitIdentify(ctx)
+				waiting <- err
+				return err
+			}))...)
+		go c.Connect(context.Background())
+		time.Sleep(50 * time.Millisecond) // the handshake waits on the limiter
+		if err := c.Reconnect(4000, "cut the wait", resocket.ActionRetry); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-waiting:
+			mustErrorIs(t, err, resocket.ErrSocketEnded)
+		case <-time.After(waitLimit):
+			t.Fatal("a Reconnect of the socket did not cut WaitIdentify")
+		}
+		if d := rec.disconnected(t); !errors.Is(d.Err, resocket.ErrReconnectRequested) || d.Code != 4000 {
+			t.Fatalf("verdict %d %v (%v), want the Reconnect's", d.Code, d.Action, d.Err)
 		}
 	})
 	t.Run("failing-limiter-is-a-retried-attempt", func(t *testing.T) {

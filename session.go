@@ -125,15 +125,13 @@ func (s *Session) Reconnect(code websocket.StatusCode, reason string, a Action) 
 	return c.reconnectSocket(sock, reconnectRequest{code: code, reason: reason, action: a})
 }
 
-// reconnectSocket makes r the cut of s, unless s already ended.
+// reconnectSocket makes r the cut of s. It reports false only when s was
+// already decided: a cut made before it (a heartbeat's) still leaves the
+// socket to the precedence table.
 func (c *Client) reconnectSocket(s *socket, r reconnectRequest) bool {
-	if s.ended() {
-		return false
-	}
 	o := r.outcome()
 	o.closeCode, o.closeReason = r.code, r.reason
-	s.cut(o, true)
-	return true
+	return s.cut(o, true) || !s.ended()
 }
 
 // AckHeartbeat tells the client that the protocol's heartbeat ACK for this

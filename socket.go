@@ -199,13 +199,11 @@ func (s *socket) spawn(f func()) bool {
 }
 
 // waitPump waits for the read pump, if it was started, to return: with
-// WithOnMessage, for the handler's last call. The one wait it skips is
-// the handler's own, when the handler is what is closing the client.
-func (s *socket) waitPump(fromHandler bool) {
-	if s.pumpDone == nil || fromHandler {
-		return
+// WithOnMessage, for the handler's last call.
+func (s *socket) waitPump() {
+	if s.pumpDone != nil {
+		<-s.pumpDone
 	}
-	<-s.pumpDone
 }
 
 // connect dials and runs the handshake, bounded together by the connect
@@ -425,7 +423,7 @@ func (l *loop) serve(s *socket) (*outcome, bool) {
 		l.sock = s
 		return nil, false
 	}
-	s.waitPump(false)
+	s.waitPump()
 	o := c.readFailed(s, err)
 	c.release(s)
 	o.stable = time.Since(openedAt) >= c.cfg.stableAfter
