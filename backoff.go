@@ -92,9 +92,9 @@ type schedule struct {
 	now func() time.Time
 }
 
-func newSchedule(b backoff.BackOff) *schedule {
+func newSchedule(b backoff.BackOff, now func() time.Time) *schedule {
 	b.Reset()
-	return &schedule{b: b, now: time.Now}
+	return &schedule{b: b, now: now}
 }
 
 // reset starts the schedule again, after a stable socket.

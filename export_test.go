@@ -4,16 +4,21 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/resocket/resocket/internal/clock"
 )
 
 // Schedule is the reconnect schedule, exposed to the tests with a clock
 // they control.
 type Schedule = schedule
 
-func NewSchedule(b backoff.BackOff, now func() time.Time) *Schedule {
-	s := newSchedule(b)
-	s.now = now
-	return s
+func NewSchedule(b backoff.BackOff, now func() time.Time) *Schedule { return newSchedule(b, now) }
+
+// WithClock makes the client go by clk instead of the wall clock.
+func WithClock(clk clock.Clock) Option {
+	return optionFunc(func(c *config) error {
+		c.clock = clk
+		return nil
+	})
 }
 
 func (s *schedule) Next(d Disconnect) time.Duration { return s.next(d) }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -39,14 +38,15 @@ func (c *Client) startPing(s *socket) (stop func()) {
 // meanwhile.
 func (c *Client) ping(ctx context.Context, s *socket, done chan<- struct{}) {
 	defer close(done)
-	t := time.NewTicker(c.cfg.heartbeatInterval)
+	t := c.cfg.clock.NewTimer(c.cfg.heartbeatInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
+		t.Reset(c.cfg.heartbeatInterval)
 		if s.stalled.Load() {
 			continue
 		}
@@ -64,10 +64,11 @@ func (c *Client) ping(ctx context.Context, s *socket, done chan<- struct{}) {
 // deadline long past. The ping's ctx ends only with the socket.
 func (c *Client) pingOnce(ctx context.Context, s *socket) bool {
 	stalls := s.stalls.Load()
-	start := time.Now()
+	clk := c.cfg.clock
+	start := clk.Now()
 	pong := make(chan error, 1)
 	go func() { pong <- s.conn.Ping(ctx) }()
-	t := time.NewTimer(c.cfg.heartbeatTimeout)
+	t := clk.NewTimer(c.cfg.heartbeatTimeout)
 	defer t.Stop()
 	for {
 		select {
@@ -77,10 +78,10 @@ func (c *Client) pingOnce(ctx context.Context, s *socket) bool {
 				// the client's own cut): the pump reports why.
 				return false
 			}
-			c.stats.rtt.Store(int64(time.Since(start)))
+			c.stats.rtt.Store(int64(clk.Now().Sub(start)))
 			s.idle.arrived()
 			return true
-		case <-t.C:
+		case <-t.C():
 		}
 		if ctx.Err() != nil { // the socket is being let go
 			<-pong
@@ -163,14 +164,14 @@ func checkHeartbeat(interval time.Duration, beat func(context.Context) error) er
 // beatLoop sends the beats and cuts a zombie.
 func (c *Client) beatLoop(s *socket, interval time.Duration, beat func(context.Context) error) {
 	s.beatG.Store(goid()) // a Close from the beat must not wait for it
-	t := time.NewTimer(time.Duration(rand.Int64N(int64(interval))))
+	t := c.cfg.clock.NewTimer(time.Duration(rand.Int64N(int64(interval))))
 	defer t.Stop()
 	var stalls int64
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		t.Reset(interval)
 		if c.zombie(s, &stalls) {
@@ -180,7 +181,7 @@ func (c *Client) beatLoop(s *socket, interval time.Duration, beat func(context.C
 			}
 			return
 		}
-		if err := sendBeat(s, interval, beat); err != nil {
+		if err := sendBeat(s, c.cfg.clock.Now(), interval, beat); err != nil {
 			s.cut(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
 				Err: fmt.Errorf("heartbeat beat failed: %w", c.redact.err(err))}}, false)
 			return
@@ -203,9 +204,9 @@ func (c *Client) zombie(s *socket, stalls *int64) bool {
 }
 
 // sendBeat sends one beat, turning a panic into an error.
-func sendBeat(s *socket, interval time.Duration, beat func(context.Context) error) (err error) {
+func sendBeat(s *socket, now time.Time, interval time.Duration, beat func(context.Context) error) (err error) {
 	s.app.mu.Lock()
-	s.app.outstanding, s.app.sentAt = true, time.Now()
+	s.app.outstanding, s.app.sentAt = true, now
 	s.app.mu.Unlock()
 	defer func() {
 		if p := recover(); p != nil {
@@ -225,104 +226,30 @@ func (s *socket) ack(c *Client) {
 		return
 	}
 	s.app.outstanding = false
-	c.stats.rtt.Store(int64(time.Since(s.app.sentAt)))
+	c.stats.rtt.Store(int64(c.cfg.clock.Now().Sub(s.app.sentAt)))
 }
 
-// ErrIdleTimeout is the Err of a 1006 disconnect found by the idle limit
-// (Session.SetIdleTimeout): nothing arrived on the socket in time.
-var ErrIdleTimeout = errors.New("idle timeout: nothing arrived from the peer")
+// AckHeartbeat tells the client that the protocol's heartbeat ACK arrived
+// (Discord's op 11) for the current socket's Session.Heartbeat. An ACK
+// with no beat outstanding is ignored.
+//
+// Deprecated: an ACK read from one socket and acknowledged after the next
+// one opened would count for the wrong socket and could hide a zombie
+// there. Use the Session.AckHeartbeat of the message that carried the
+// ACK (Message.Session), or of the handshake.
+func (c *Client) AckHeartbeat() {
+	if s := c.current.Load(); s != nil {
+		s.session.AckHeartbeat()
+	}
+}
 
-// SetIdleTimeout declares this socket dead when nothing arrives on it for
-// d: no message and no pong. It is the liveness signal of servers that
-// speak on a known interval (Centrifugo's pings, Twitch's keepalives,
-// many exchange feeds): set it from what the server announced, in the
-// handshake or later. It is watched from OPEN on (the connect timeout
-// bounds the handshake) and counted from then, or from the call when made
-// later. Every message and pong re-arms it; so does a stalled consumer
-// (the pump waiting for it, the handler running, messages unread in the
-// queue), since what it has not taken may have arrived in time. A socket
-// that stays silent is cut and reported as a 1006 drop (the session
-// resumes) whose Err wraps ErrIdleTimeout, counted in
-// Stats().IdleTimeouts. d <= 0 turns it off. It costs nothing until set.
-func (s *Session) SetIdleTimeout(d time.Duration) {
+// AckHeartbeat tells the client that the protocol's heartbeat ACK for this
+// socket's Heartbeat arrived (Discord's op 11). An ACK with no beat
+// outstanding, or made after the socket ended, is ignored.
+func (s *Session) AckHeartbeat() {
 	c, sock, ok := s.live()
-	if !ok {
+	if !ok || sock.ended() {
 		return
 	}
-	sock.idle.set(d)
-	if sock.idle.serving.Load() {
-		c.startIdle(sock)
-	}
-}
-
-// idleWatch is one socket's idle limit.
-type idleWatch struct {
-	limit   atomic.Int64 // ns; 0 is off
-	last    atomic.Int64 // when something last arrived, ns since born
-	born    time.Time
-	serving atomic.Bool   // the socket is OPEN: the watch may run
-	changed chan struct{} // wakes the watch when the limit changes
-	once    sync.Once
-}
-
-// arrived records an arrival, when a limit is set (one atomic load else).
-func (w *idleWatch) arrived() {
-	if w.limit.Load() != 0 {
-		w.last.Store(int64(time.Since(w.born)))
-	}
-}
-
-func (w *idleWatch) set(d time.Duration) {
-	w.last.Store(int64(time.Since(w.born)))
-	w.limit.Store(int64(max(d, 0)))
-	select {
-	case w.changed <- struct{}{}:
-	default:
-	}
-}
-
-// watchIdle starts the idle watch of an OPEN socket, if a limit is set.
-func (c *Client) watchIdle(s *socket) {
-	s.idle.last.Store(int64(time.Since(s.idle.born)))
-	s.idle.serving.Store(true)
-	if s.idle.limit.Load() != 0 {
-		c.startIdle(s)
-	}
-}
-
-func (c *Client) startIdle(s *socket) {
-	s.idle.once.Do(func() { s.spawn(func() { c.idleLoop(s) }) })
-}
-
-// idleLoop cuts the socket when nothing arrived within the limit and the
-// consumer is not stalled; it ends with the socket.
-func (c *Client) idleLoop(s *socket) {
-	t := time.NewTimer(time.Hour)
-	defer t.Stop()
-	for {
-		wait := time.Hour // no limit: parked until one is set
-		if limit := time.Duration(s.idle.limit.Load()); limit > 0 {
-			silent := time.Since(s.idle.born) - time.Duration(s.idle.last.Load())
-			switch {
-			case silent < limit:
-				wait = limit - silent
-			case s.stalled.Load() || len(c.queue) > 0:
-				s.idle.last.Store(int64(time.Since(s.idle.born))) // what waits may have come in time
-				wait = limit
-			default:
-				if s.cut(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
-					Err: fmt.Errorf("%w for %v", ErrIdleTimeout, limit)}}, false) {
-					c.stats.idleTimeouts.Add(1)
-				}
-				return
-			}
-		}
-		t.Reset(wait)
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-s.idle.changed: // a stale expiry after this is harmless: the loop checks the time
-		case <-t.C:
-		}
-	}
+	sock.ack(c)
 }

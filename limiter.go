@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/resocket/resocket/internal/clock"
 )
 
 // Limiter paces an action: Wait returns nil when the action may go, or an
@@ -29,7 +31,7 @@ type Limiter interface {
 // positive; otherwise every Wait returns an error that says so, and the
 // options that take a Limiter refuse it in New.
 func NewLimiter(n int, per time.Duration) Limiter {
-	l := &windowLimiter{n: n, per: per, clock: realClock{}}
+	l := &windowLimiter{n: n, per: per, clock: clock.Real}
 	switch {
 	case n < 1:
 		l.err = fmt.Errorf("resocket: NewLimiter: n must be at least 1, got %d", n)
@@ -53,7 +55,7 @@ type windowLimiter struct {
 	n     int
 	per   time.Duration
 	err   error // a bad n or per, reported by every Wait
-	clock clock
+	clock clock.Clock
 
 	mu    sync.Mutex
 	queue []*waiter   // in arrival order; queue[0] is the head
@@ -84,8 +86,8 @@ func (l *windowLimiter) Wait(ctx context.Context) error {
 			return err
 		}
 		// Only the head waits on a timer; the others wait for their turn.
-		var timer <-chan time.Time
-		stop := func() bool { return false }
+		var timer clock.Timer
+		var fired <-chan time.Time
 		if l.queue[0] == w {
 			now := l.clock.Now()
 			at := l.next(now)
@@ -97,14 +99,21 @@ func (l *windowLimiter) Wait(ctx context.Context) error {
 				l.mu.Unlock()
 				return nil
 			}
-			timer, stop = l.clock.NewTimer(at.Sub(now))
+			timer = l.clock.NewTimer(at.Sub(now))
+			fired = timer.C()
 		}
 		l.mu.Unlock()
+		var ended bool
 		select {
 		case <-w.turn:
-		case <-timer:
+		case <-fired:
 		case <-ctx.Done():
-			stop()
+			ended = true
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if ended {
 			l.mu.Lock()
 			l.leave(w)
 			l.mu.Unlock()
@@ -147,24 +156,6 @@ func (l *windowLimiter) wakeHead() {
 		default: // already told
 		}
 	}
-}
-
-// clock is the time the limiter goes by: the real one, or in tests one
-// they move by hand, so that a test checks exact times without sleeping.
-type clock interface {
-	Now() time.Time
-	// NewTimer returns a channel that receives once d has passed, and a
-	// func that stops the timer.
-	NewTimer(d time.Duration) (<-chan time.Time, func() bool)
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
-
-func (realClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
-	t := time.NewTimer(d)
-	return t.C, t.Stop
 }
 
 // limiterError reports a Limiter made by NewLimiter with bad arguments, so

@@ -6,93 +6,19 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-)
 
-var limiterEpoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	"github.com/resocket/resocket/internal/clock"
+)
 
 // limiterWaitLimit bounds every real wait in these tests; nothing should
 // come close.
 const limiterWaitLimit = 10 * time.Second
 
-// fakeClock is a clock the test moves by hand: its timers fire when set
-// moves the time to their deadline, not before.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer // pending: neither fired nor stopped
-}
-
-type fakeTimer struct {
-	at time.Time
-	c  chan time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{at: c.now.Add(d), c: make(chan time.Time, 1)}
-	if d <= 0 {
-		t.c <- c.now
-	} else {
-		c.timers = append(c.timers, t)
-	}
-	return t.c, func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		i := slices.Index(c.timers, t)
-		if i < 0 {
-			return false
-		}
-		c.timers = slices.Delete(c.timers, i, i+1)
-		return true
-	}
-}
-
-// set moves the time to now and fires the timers due by then.
-func (c *fakeClock) set(now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = now
-	c.timers = slices.DeleteFunc(c.timers, func(t *fakeTimer) bool {
-		if t.at.After(now) {
-			return false
-		}
-		t.c <- now
-		return true
-	})
-}
-
-// next returns the earliest deadline of the pending timers.
-func (c *fakeClock) next() (time.Time, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.timers) == 0 {
-		return time.Time{}, false
-	}
-	at := c.timers[0].at
-	for _, t := range c.timers[1:] {
-		if t.at.Before(at) {
-			at = t.at
-		}
-	}
-	return at, true
-}
-
-func (c *fakeClock) pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.timers)
-}
+// limiterEpoch is where every fake clock starts.
+var limiterEpoch = clock.NewFake().Now()
 
 // limiterRig drives a limiter on a fake clock one event at a time: it
 // starts a Wait, ends a Wait's ctx or moves the clock, and after each
@@ -102,7 +28,7 @@ func (c *fakeClock) pending() int {
 type limiterRig struct {
 	t     *testing.T
 	l     *windowLimiter
-	clock *fakeClock
+	clock *clock.Fake
 	live  atomic.Int64 // Wait calls not returned yet
 	calls []*limiterCall
 }
@@ -118,7 +44,7 @@ type limiterCall struct {
 
 func newLimiterRig(t *testing.T, n int, per time.Duration) *limiterRig {
 	l := NewLimiter(n, per).(*windowLimiter)
-	c := &fakeClock{now: limiterEpoch}
+	c := clock.NewFake()
 	l.clock = c
 	r := &limiterRig{t: t, l: l, clock: c}
 	t.Cleanup(r.close)
@@ -170,7 +96,7 @@ func (r *limiterRig) giveUp(c *limiterCall) {
 
 // advance moves the clock to at and returns once the limiter is still.
 func (r *limiterRig) advance(at time.Time) {
-	r.clock.set(at)
+	r.clock.Set(at)
 	r.settle()
 }
 
@@ -182,7 +108,7 @@ func (r *limiterRig) settle() {
 		r.l.mu.Lock()
 		defer r.l.mu.Unlock()
 		queued := len(r.l.queue)
-		return r.live.Load() == int64(queued) && (queued == 0 || r.clock.pending() == 1)
+		return r.live.Load() == int64(queued) && (queued == 0 || len(r.clock.Pending()) == 1)
 	}
 	// The Waits that have to move are runnable: yield to them first, and
 	// sleep only if they take longer.
@@ -285,7 +211,7 @@ func TestLimiterGiveUpsKeepWindowAndPace(t *testing.T) {
 				rig.giveUp(impatient[r.IntN(len(impatient))])
 			default:
 				at := rig.clock.Now().Add(time.Duration(1+r.Int64N(int64(per/time.Millisecond))) * time.Millisecond)
-				if next, ok := rig.clock.next(); ok && next.Before(at) {
+				if next, ok := rig.clock.Next(); ok && next.Before(at) {
 					at = next
 				}
 				rig.advance(at)
@@ -326,7 +252,7 @@ func TestLimiterNoFixedWindow(t *testing.T) {
 		rig.advance(limiterEpoch.Add(at))
 		rig.start(true)
 	}
-	for next, ok := rig.clock.next(); ok; next, ok = rig.clock.next() {
+	for next, ok := rig.clock.Next(); ok; next, ok = rig.clock.Next() {
 		rig.advance(next)
 	}
 	want := []time.Duration{9 * time.Second, 9500 * time.Millisecond, 19 * time.Second, 19500 * time.Millisecond}

@@ -1,7 +1,6 @@
 package resocket
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -15,6 +14,11 @@ import (
 //
 // Every way a socket or an attempt ends becomes one outcome, and every
 // outcome goes through judge: classify, loop guard, schedule, log, publish.
+//
+// One reconnect cycle reads in two files: run and try (here), then
+// connect, dial and the handshake (attempt.go), open (here), serve and
+// readFailed (attempt.go), then judge and wait (here) before the next try.
+// How a socket ends is decided in ending.go; closing it is close.go's.
 
 // outcome is how a socket, an attempt at one, or a wait ended.
 type outcome struct {
@@ -53,7 +57,7 @@ type loop struct {
 // run is the connection loop: one goroutine per client, the only user of
 // the schedule.
 func (c *Client) run() {
-	l := &loop{c: c, sched: newSchedule(c.backoff), mode: ModeIdentify}
+	l := &loop{c: c, sched: newSchedule(c.backoff, c.cfg.clock.Now), mode: ModeIdentify}
 	if c.cfg.resume { // a session kept by an earlier process
 		l.mode, l.hasSession = ModeResume, true
 	}
@@ -120,19 +124,7 @@ func (l *loop) judge(o outcome) bool {
 	if c.life.Err() != nil {
 		return false // Close or an ended Connect ctx: no verdict to report
 	}
-	c.stats.disconnects.Add(1)
-	l.lastErr = o.d.Err
-	if o.stable {
-		l.sched.reset()
-		l.reidentifies = 0
-		l.repeats = 0
-	}
-	if code := [2]int{int(o.d.Code), o.d.HTTPStatus}; code == l.lastCode && l.repeats > 0 {
-		l.repeats++
-	} else {
-		l.lastCode, l.repeats = code, 1
-	}
-	o.d.Repeats = l.repeats
+	o.d.Repeats = l.count(o)
 	action, cause := l.classify(o)
 	action, cause = l.guard(action, cause, o.d.Err)
 	var delay time.Duration
@@ -166,6 +158,25 @@ func (l *loop) judge(o outcome) bool {
 		c.transition(StateConnecting, nil, nil)
 	}
 	return true
+}
+
+// count records a disconnect: a stable socket before it resets the
+// schedule and the loop guard. It returns how many disconnects in a row
+// had o's code and status.
+func (l *loop) count(o outcome) int {
+	l.c.stats.disconnects.Add(1)
+	l.lastErr = o.d.Err
+	if o.stable {
+		l.sched.reset()
+		l.reidentifies = 0
+		l.repeats = 0
+	}
+	if code := [2]int{int(o.d.Code), o.d.HTTPStatus}; code == l.lastCode && l.repeats > 0 {
+		l.repeats++
+	} else {
+		l.lastCode, l.repeats = code, 1
+	}
+	return l.repeats
 }
 
 // classify asks the policy, unless the outcome's action was forced. It
@@ -218,12 +229,13 @@ func (l *loop) next(o outcome) time.Duration {
 func (l *loop) wait() (*outcome, bool) {
 	c := l.c
 	publish(&c.events, Retrying{Attempt: l.attempt + 1, Delay: l.delay, Mode: l.mode})
-	deadline := time.Now().Add(l.delay)
-	t := time.NewTimer(l.delay)
+	clk := c.cfg.clock
+	deadline := clk.Now().Add(l.delay)
+	t := clk.NewTimer(l.delay)
 	defer t.Stop()
 	for {
 		select {
-		case <-t.C:
+		case <-t.C():
 			return nil, true
 		case r := <-c.reconnects:
 			if l.waitByReq && r.action <= l.waitAction {
@@ -233,7 +245,7 @@ func (l *loop) wait() (*outcome, bool) {
 			o := r.outcome()
 			var delay time.Duration // cut the wait
 			if l.waitByReq {
-				delay = max(time.Until(deadline), 0)
+				delay = max(deadline.Sub(clk.Now()), 0)
 			}
 			o.delay = &delay
 			return &o, true
@@ -296,50 +308,3 @@ func (l *loop) endCause() (*stopRequest, error) {
 	}
 	return req, &closedError{cause: fmt.Errorf("connect: %w", req.ctxErr)}
 }
-
-// stopRequest is a request to end the client: Close, or Connect's ctx
-// ending before the first OPEN. The first one wins.
-type stopRequest struct {
-	byClose bool
-	code    websocket.StatusCode // the close frame to send; 0 for 1000
-	reason  string
-	ctxErr  error // Connect's ctx error
-}
-
-// closeCode is the close frame the client sends on a socket it ends.
-func closeCode(r *stopRequest) (websocket.StatusCode, string) {
-	if r == nil || r.code == 0 {
-		return websocket.StatusNormalClosure, ""
-	}
-	return r.code, r.reason
-}
-
-// reconnectRequest is what Reconnect asks the loop for.
-type reconnectRequest struct {
-	code   websocket.StatusCode
-	reason string
-	action Action
-}
-
-// outcome describes the socket end a Reconnect asked for.
-func (r reconnectRequest) outcome() outcome {
-	action := r.action
-	return outcome{
-		d: Disconnect{Code: r.code, Reason: r.reason,
-			Err: &requestedError{ce: websocket.CloseError{Code: r.code, Reason: r.reason}}},
-		forced:    &action,
-		byRequest: true,
-	}
-}
-
-// stronger returns the request whose action goes further; the newer of two
-// equal ones.
-func stronger(older, newer reconnectRequest) reconnectRequest {
-	if older.action > newer.action {
-		return older
-	}
-	return newer
-}
-
-// errCut is the cause of an attempt cut short by Reconnect.
-var errCut = errors.New("attempt cut by Reconnect")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/coder/websocket"
+	"github.com/resocket/resocket/internal/clock"
 )
 
 // Defaults of the options, each documented on its option.
@@ -83,6 +84,7 @@ type config struct {
 	onMessage         func(Message)
 	resume            bool   // WithResume: the first attempt resumes
 	resumeURL         string // where resume-mode attempts dial; "" is New's URL
+	clock             clock.Clock
 }
 
 func defaultConfig() config {
@@ -99,6 +101,7 @@ func defaultConfig() config {
 		readQueue:         DefaultReadQueue,
 		eventBuffer:       DefaultEventBuffer,
 		logger:            slog.New(discardHandler{}),
+		clock:             clock.Real,
 	}
 }
 

@@ -101,50 +101,6 @@ func (e *socketEndedError) Unwrap() []error {
 	return []error{ErrSocketEnded}
 }
 
-// Reconnect is Client.Reconnect for this socket only: it closes the
-// socket with code and reason and acts as if the server had asked for
-// action a. Use it for a protocol's own signals read from this socket (a
-// gateway's "reconnect" or "invalid session"), so that a signal handled
-// late cannot end the socket after it.
-//
-// It returns true when the socket takes the request. The socket's end is
-// then judged once, by the precedence table: a close frame the peer had
-// already sent, or a cut the client had already made (a heartbeat
-// timeout), decides instead. It returns false, and nothing happens, when
-// the socket already ended, or when code, reason or a is invalid (the
-// client logs why; Client.Reconnect returns it as an error).
-func (s *Session) Reconnect(code websocket.StatusCode, reason string, a Action) bool {
-	c, sock, ok := s.live()
-	if !ok {
-		return false
-	}
-	if err := checkReconnect("Session.Reconnect", code, reason, a); err != nil {
-		c.log.Error(err.Error())
-		return false
-	}
-	return c.reconnectSocket(sock, reconnectRequest{code: code, reason: reason, action: a})
-}
-
-// reconnectSocket makes r the cut of s. It reports false only when s was
-// already decided: a cut made before it (a heartbeat's) still leaves the
-// socket to the precedence table.
-func (c *Client) reconnectSocket(s *socket, r reconnectRequest) bool {
-	o := r.outcome()
-	o.closeCode, o.closeReason = r.code, r.reason
-	return s.cut(o, true) || !s.ended()
-}
-
-// AckHeartbeat tells the client that the protocol's heartbeat ACK for this
-// socket's Heartbeat arrived (Discord's op 11). An ACK with no beat
-// outstanding, or made after the socket ended, is ignored.
-func (s *Session) AckHeartbeat() {
-	c, sock, ok := s.live()
-	if !ok || sock.ended() {
-		return
-	}
-	sock.ack(c)
-}
-
 // Done is closed when the client lets go of this socket: its verdict is
 // decided (a close frame, a drop, a cut, a Reconnect) or the client
 // closed, before the next attempt starts. For a nil Session, or one the

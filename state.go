@@ -1,6 +1,12 @@
 package resocket
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+)
 
 // State is where a Client is in its lifecycle. There are exactly four.
 type State int32
@@ -52,40 +58,78 @@ func transitionAllowed(from, to State) bool {
 	return transitions[[2]State{from, to}]
 }
 
+// lifecycle is the client's state machine and what moves with it: the
+// state, the open socket, the terminal error, the channels that wake
+// waiters, and the requests that steer the loop. mu guards it all; the
+// atomics are written under mu and read without it.
+type lifecycle struct {
+	mu           sync.Mutex
+	state        atomic.Int32
+	open         atomic.Pointer[socket] // the OPEN socket; written by transition only
+	err          error                  // why it closed; written by transition only
+	stateChanged chan struct{}          // closed and replaced on every transition
+	done         chan struct{}          // closed on CLOSED, by transition only
+	firstOpen    chan struct{}          // closed on the first OPEN
+	started      bool
+	opened       bool
+	stopReq      *stopRequest            // the first request to stop
+	cut          context.CancelCauseFunc // cuts the attempt in progress, for Reconnect
+	resumeURL    string                  // where resume-mode attempts dial; "" is New's URL
+	// current is the socket being handshaken or served, for Reconnect
+	// and AckHeartbeat; nil between sockets.
+	current atomic.Pointer[socket]
+
+	hub    *hub         // where transitions are published
+	logger *slog.Logger // the client's
+	// refused counts moves the table refused: always 0 unless there is a
+	// bug (the tests read it).
+	refused atomic.Int64
+}
+
+func newLifecycle(h *hub, logger *slog.Logger) lifecycle {
+	return lifecycle{
+		stateChanged: make(chan struct{}),
+		done:         make(chan struct{}),
+		firstOpen:    make(chan struct{}),
+		hub:          h,
+		logger:       logger,
+	}
+}
+
 // transition is the only code that writes the client's state, its open
 // socket, its terminal error and done, as grpc-go's updateState is for a
-// connection. The caller holds c.mu. It refuses (and counts) any move the
+// connection. The caller holds mu. It refuses (and logs) any move the
 // table does not allow, wakes every goroutine waiting for a state change,
-// and publishes StateChanged; on CLOSED it also closes Done and ends every
+// and publishes StateChanged; on CLOSED it also closes done and ends every
 // event channel.
 //
 // sock is the socket that becomes open (with StateOpen; leaving OPEN
 // forgets it). cause is why the client ends (with StateClosing or
 // StateClosed); the first one given is kept.
-func (c *Client) transition(to State, sock *socket, cause error) bool {
-	from := State(c.state.Load())
+func (l *lifecycle) transition(to State, sock *socket, cause error) bool {
+	from := State(l.state.Load())
 	if !transitionAllowed(from, to) {
-		c.stats.illegalTransitions.Add(1)
-		c.log.Error("resocket: refused state transition", "from", from, "to", to)
+		l.refused.Add(1)
+		l.logger.Error("resocket: refused state transition", "from", from, "to", to)
 		return false
 	}
 	if to == StateOpen {
-		c.open.Store(sock)
+		l.open.Store(sock)
 	} else {
-		c.open.Store(nil)
+		l.open.Store(nil)
 	}
-	if (to == StateClosing || to == StateClosed) && c.err == nil {
-		c.err = cause
+	if (to == StateClosing || to == StateClosed) && l.err == nil {
+		l.err = cause
 	}
-	c.state.Store(int32(to))
-	close(c.stateChanged)
-	c.stateChanged = make(chan struct{})
+	l.state.Store(int32(to))
+	close(l.stateChanged)
+	l.stateChanged = make(chan struct{})
 	if to == StateClosed { // the terminal event first: whoever sees Done finds it on every channel
-		c.events.finish(stateChanged(from, to))
-		close(c.done)
+		l.hub.finish(stateChanged(from, to))
+		close(l.done)
 		return true
 	}
-	publish(&c.events, stateChanged(from, to))
+	publish(l.hub, stateChanged(from, to))
 	return true
 }
 

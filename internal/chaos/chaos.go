@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"runtime"
@@ -317,6 +318,7 @@ func (r *runner) client(ctx context.Context, id int) {
 		resocket.WithReadQueue(8),
 		resocket.WithReadLimit(2*bigWriteSize), // a large write that lands on a healthy socket comes back
 		resocket.WithEventBuffer(4),            // never read: drops are counted, never blocking
+		resocket.WithLogger(slog.New(&refusals{n: &r.stats.illegal})),
 	)
 	if err != nil {
 		r.mismatch("client %d: New: %v", id, err)
@@ -365,7 +367,6 @@ func (r *runner) client(ctx context.Context, id int) {
 	wg.Wait()
 	s := c.Stats()
 	r.stats.reconnects.Add(s.Reconnects)
-	r.stats.illegal.Add(s.IllegalTransitions)
 	r.stats.dropped.Add(s.EventsDropped)
 }
 
@@ -381,6 +382,11 @@ func (r *runner) watch(id int, c *resocket.Client, events <-chan resocket.Event,
 	)
 	for e := range events {
 		switch e := e.(type) {
+		case resocket.StateChanged:
+			if !allowed[[2]resocket.State{e.From, e.To}] {
+				r.stats.illegal.Add(1)
+				r.mismatch("client %d: a move the state table does not allow: %v", id, e)
+			}
 		case resocket.Retrying:
 			verdicts = 0
 		case resocket.Disconnected:
@@ -762,3 +768,27 @@ func (r *runner) holdForHeap(ctx context.Context) {
 	case <-time.After(2 * time.Second): // a client that stopped meanwhile never arrives
 	}
 }
+
+// allowed is DESIGN's state table: the moves a StateChanged may report.
+var allowed = map[[2]resocket.State]bool{
+	{resocket.StateConnecting, resocket.StateOpen}:    true,
+	{resocket.StateOpen, resocket.StateConnecting}:    true,
+	{resocket.StateConnecting, resocket.StateClosing}: true,
+	{resocket.StateOpen, resocket.StateClosing}:       true,
+	{resocket.StateConnecting, resocket.StateClosed}:  true,
+	{resocket.StateClosing, resocket.StateClosed}:     true,
+}
+
+// refusals counts the client's refused state transitions, which it logs
+// at Error: one is a bug.
+type refusals struct{ n *atomic.Int64 }
+
+func (h *refusals) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelError }
+func (h *refusals) Handle(_ context.Context, rec slog.Record) error {
+	if strings.Contains(rec.Message, "refused state transition") {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h *refusals) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *refusals) WithGroup(string) slog.Handler      { return h }
