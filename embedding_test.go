@@ -15,13 +15,14 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/resocket/resocket"
+	"github.com/resocket/resocket/examples/gateway/shard"
 	"github.com/resocket/resocket/internal/gateway"
 	"github.com/resocket/resocket/resockettest"
 )
 
-// The embedding kit, end to end against the fake gateway in
-// internal/gateway, which follows the real rules and refuses what a real
-// gateway refuses.
+// The embedding kit, end to end: the SDK of examples/gateway/shard
+// against the fake gateway in internal/gateway, which follows the real
+// rules and refuses what a real gateway refuses.
 
 var gatewayRules = gateway.Config{
 	Token:             "test-token",
@@ -44,7 +45,7 @@ func startGateway(t *testing.T, cfg gateway.Config) *gateway.Server {
 
 // runShard starts a shard (closed when the test ends) with a recorder
 // subscribed before it connects, and returns when it is OPEN.
-func runShard(t *testing.T, g *gateway.Server, cfg gateway.ShardConfig) (*gateway.Shard, *recorder) {
+func runShard(t *testing.T, g *gateway.Server, cfg shard.Config) (*shard.Shard, *recorder) {
 	t.Helper()
 	cfg.URL, cfg.Token = g.URL, gatewayRules.Token
 	cfg.Count = max(cfg.Count, 1)
@@ -52,7 +53,7 @@ func runShard(t *testing.T, g *gateway.Server, cfg gateway.ShardConfig) (*gatewa
 		resocket.WithHeartbeat(0, 0),
 		resocket.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(20 * time.Millisecond) }),
 	}, cfg.Options...)
-	s, err := gateway.NewShard(cfg)
+	s, err := shard.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +99,7 @@ func TestIdentifyPacingAcrossShards(t *testing.T) {
 	lim := resocket.NewLimiter(1, per)
 	var recs []*recorder
 	for id := 0; id < 3; id++ {
-		_, rec := runShard(t, g, gateway.ShardConfig{ID: id, Count: 3, IdentifyLimiter: lim})
+		_, rec := runShard(t, g, shard.Config{ID: id, Count: 3, IdentifyLimiter: lim})
 		recs = append(recs, rec)
 	}
 	ids := waitRecords(t, g, "identify", 3)
@@ -147,7 +148,7 @@ func (f *flakyLimiter) Wait(context.Context) error {
 func TestResumeURL(t *testing.T) {
 	t.Parallel()
 	g := startGateway(t, gatewayRules)
-	_, rec := runShard(t, g, gateway.ShardConfig{IdentifyLimiter: resocket.NewLimiter(1, 300*time.Millisecond)})
+	_, rec := runShard(t, g, shard.Config{IdentifyLimiter: resocket.NewLimiter(1, 300*time.Millisecond)})
 	g.Drop(0)
 	if r := waitRecords(t, g, "resume", 1)[0]; r.Path != "/resume" {
 		t.Fatalf("resumed at %q, want the resume URL's /resume", r.Path)
@@ -232,12 +233,12 @@ func TestCloseWithKeepsTheSessionForTheNextProcess(t *testing.T) {
 	g := startGateway(t, gatewayRules)
 	var mu sync.Mutex
 	var got []string
-	onDispatch := func(p gateway.Payload) {
+	onDispatch := func(p shard.Payload) {
 		mu.Lock()
 		got = append(got, fmt.Sprintf("%s#%d", p.T, p.S))
 		mu.Unlock()
 	}
-	old, _ := runShard(t, g, gateway.ShardConfig{OnDispatch: onDispatch})
+	old, _ := runShard(t, g, shard.Config{OnDispatch: onDispatch})
 	g.Dispatch(0, "BEFORE", nil)
 	waitFor(t, "BEFORE", func() bool { return old.Seq() == 2 })
 	kept := old.Suspend()
@@ -245,7 +246,7 @@ func TestCloseWithKeepsTheSessionForTheNextProcess(t *testing.T) {
 		t.Fatalf("the gateway saw the old process close with %s, want 4000", r.Detail)
 	}
 	g.Dispatch(0, "DURING", nil)
-	_, rec := runShard(t, g, gateway.ShardConfig{Resume: &kept, OnDispatch: onDispatch})
+	_, rec := runShard(t, g, shard.Config{Resume: &kept, OnDispatch: onDispatch})
 	first := rec.waitFor(t, "Connected", func(e resocket.Event) bool { _, ok := e.(resocket.Connected); return ok }).(resocket.Connected)
 	if first.Mode != resocket.ModeResume || first.Attempt != 1 {
 		t.Fatalf("the new process's first socket: %+v, want a resume", first)
@@ -355,7 +356,7 @@ func TestCloseWithInsideTheHandshake(t *testing.T) {
 func TestApplicationHeartbeatZombie(t *testing.T) {
 	t.Parallel()
 	g := startGateway(t, gatewayRules)
-	s, rec := runShard(t, g, gateway.ShardConfig{})
+	s, rec := runShard(t, g, shard.Config{})
 	waitRecords(t, g, "heartbeat", 3)
 	waitFor(t, "an RTT", func() bool { return s.Client().Stats().RTT > 0 })
 	if n := countEvents[resocket.Disconnected](rec); n != 0 {
@@ -557,7 +558,7 @@ func TestWriteLimiterKeepsUnderTheSendLimit(t *testing.T) {
 	rules := gatewayRules
 	rules.HeartbeatInterval = 250 * time.Millisecond
 	const burst, perWindow = 15, 3
-	send := func(t *testing.T, s *gateway.Shard) {
+	send := func(t *testing.T, s *shard.Shard) {
 		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 		defer cancel()
 		for i := 0; i < burst; i++ {
@@ -567,7 +568,7 @@ func TestWriteLimiterKeepsUnderTheSendLimit(t *testing.T) {
 	t.Run("paced", func(t *testing.T) {
 		t.Parallel()
 		g := startGateway(t, rules)
-		s, rec := runShard(t, g, gateway.ShardConfig{WriteLimiter: resocket.NewLimiter(perWindow, rules.SendWindow)})
+		s, rec := runShard(t, g, shard.Config{WriteLimiter: resocket.NewLimiter(perWindow, rules.SendWindow)})
 		start := time.Now()
 		send(t, s)
 		waitRecords(t, g, "message", burst)
@@ -581,7 +582,7 @@ func TestWriteLimiterKeepsUnderTheSendLimit(t *testing.T) {
 	t.Run("unpaced", func(t *testing.T) {
 		t.Parallel()
 		g := startGateway(t, rules)
-		s, rec := runShard(t, g, gateway.ShardConfig{})
+		s, rec := runShard(t, g, shard.Config{})
 		send(t, s)
 		if d := rec.disconnected(t); d.Code != gateway.CloseRateLimited {
 			t.Fatalf("got %d %v, want the gateway's 4008", d.Code, d.Err)
@@ -594,7 +595,7 @@ func TestWriteLimiterKeepsUnderTheSendLimit(t *testing.T) {
 func TestWriteLimiterWait(t *testing.T) {
 	t.Parallel()
 	g := startGateway(t, gatewayRules)
-	s, rec := runShard(t, g, gateway.ShardConfig{WriteLimiter: resocket.NewLimiter(1, time.Hour)})
+	s, rec := runShard(t, g, shard.Config{WriteLimiter: resocket.NewLimiter(1, time.Hour)})
 	c := s.Client()
 	if err := s.Send(context.Background(), 3, "one"); err != nil {
 		t.Fatal(err)

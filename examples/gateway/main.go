@@ -1,6 +1,9 @@
 // Gateway runs three shards of a Discord-style gateway SDK built on
 // resocket's embedding kit, against a local fake gateway that follows the
-// real rules, and prints a timeline. Run it with
+// real rules, and prints a timeline. The SDK is the package in ./shard: it
+// imports nothing from internal/, so it reads, and copies, on its own. The
+// fake gateway is internal/gateway, the server's side of the same JSON.
+// Run it with
 //
 //	go run ./examples/gateway
 //
@@ -31,6 +34,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/resocket/resocket"
+	"github.com/resocket/resocket/examples/gateway/shard"
 	"github.com/resocket/resocket/internal/gateway"
 )
 
@@ -74,8 +78,8 @@ func run() error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	start := func(id int, resume *gateway.Resumable) (*gateway.Shard, error) {
-		s, err := gateway.NewShard(gateway.ShardConfig{
+	start := func(id int, resume *shard.Resumable) (*shard.Shard, error) {
+		s, err := shard.New(shard.Config{
 			URL: g.URL, Token: rules.Token, ID: id, Count: shards, Intents: 513,
 			IdentifyLimiter: buckets[id%rules.MaxConcurrency],
 			// Keep room under the send limit for the heartbeats (up to 5
@@ -84,7 +88,7 @@ func run() error {
 			// arrivals, and a loaded machine can bunch a few sends up.
 			WriteLimiter: resocket.NewLimiter(rules.SendLimit/2, rules.SendWindow),
 			Resume:       resume,
-			OnDispatch:   func(p gateway.Payload) { t.logf(id, "dispatch %s (seq %d)", p.T, p.S) },
+			OnDispatch:   func(p shard.Payload) { t.logf(id, "dispatch %s (seq %d)", p.T, p.S) },
 			Options: []resocket.Option{
 				resocket.WithHeartbeat(0, 0), // the gateway's own heartbeat watches the socket
 				resocket.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(50 * time.Millisecond) }),
@@ -106,19 +110,40 @@ func run() error {
 	return scenario(g, t, start)
 }
 
+// startFunc starts shard id, resuming the session kept in resume if set.
+type startFunc func(id int, resume *shard.Resumable) (*shard.Shard, error)
+
 // scenario plays the gateway's faults against the shards, one at a time.
-func scenario(g *gateway.Server, t *timeline, start func(int, *gateway.Resumable) (*gateway.Shard, error)) error {
-	var s [shards]*gateway.Shard
+func scenario(g *gateway.Server, t *timeline, start startFunc) error {
+	var s [shards]*shard.Shard
 	for id := range s {
 		var err error
 		if s[id], err = start(id, nil); err != nil {
 			return err
 		}
 	}
-	steps := []struct {
-		say string
-		do  func() error
-	}{
+	for _, step := range faults(g, t, &s, start) {
+		t.logf(-1, "── %s", step.say)
+		if err := step.do(); err != nil {
+			return fmt.Errorf("%s: %w", step.say, err)
+		}
+	}
+	for _, sh := range s {
+		sh.Close()
+	}
+	return t.summary(g)
+}
+
+// step is one fault of the scenario, and the wait for what the shards do
+// about it.
+type step struct {
+	say string
+	do  func() error
+}
+
+// faults are the scenario's steps, in order; a deploy replaces a shard in s.
+func faults(g *gateway.Server, t *timeline, s *[shards]*shard.Shard, start startFunc) []step {
+	return []step{
 		{"all shards ready", func() error { return t.wait(3, "identify", 0) }},
 		{"gateway drops shard 0 without a close frame", func() error { g.Drop(0); return t.wait(1, "resume", 0) }},
 		{"gateway sends op 7 to shard 1", func() error { g.RequestReconnect(1); return t.wait(1, "resume", 1) }},
@@ -147,20 +172,10 @@ func scenario(g *gateway.Server, t *timeline, start func(int, *gateway.Resumable
 			return t.wait(1, "closed", 1)
 		}},
 	}
-	for _, step := range steps {
-		t.logf(-1, "── %s", step.say)
-		if err := step.do(); err != nil {
-			return fmt.Errorf("%s: %w", step.say, err)
-		}
-	}
-	for _, sh := range s {
-		sh.Close()
-	}
-	return t.summary(g)
 }
 
 // burst sends n messages as fast as Send allows.
-func burst(s *gateway.Shard, n int) error {
+func burst(s *shard.Shard, n int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for i := 0; i < n; i++ {
@@ -185,31 +200,31 @@ func newTimeline() *timeline {
 	return t
 }
 
-func (t *timeline) logf(shard int, format string, args ...any) {
+func (t *timeline) logf(id int, format string, args ...any) {
 	who := "       "
-	if shard >= 0 {
-		who = fmt.Sprintf("shard %d", shard)
+	if id >= 0 {
+		who = fmt.Sprintf("shard %d", id)
 	}
 	fmt.Printf("%6dms  %s  %s\n", time.Since(t.start).Milliseconds(), who, fmt.Sprintf(format, args...))
 }
 
-func (t *timeline) count(kind string, shard int) {
+func (t *timeline) count(kind string, id int) {
 	t.mu.Lock()
-	t.seen[fmt.Sprintf("%s/%d", kind, shard)]++
+	t.seen[fmt.Sprintf("%s/%d", kind, id)]++
 	t.mu.Unlock()
 	t.cond.Broadcast()
 }
 
-// wait waits until n events of kind were seen on shard (on all shards
-// together for "identify" with shard 0 and n = 3), with a deadline.
-func (t *timeline) wait(n int, kind string, shard int) error {
+// wait waits until n events of kind were seen on shard id (on all shards
+// together for "identify" with id 0 and n = 3), with a deadline.
+func (t *timeline) wait(n int, kind string, id int) error {
 	deadline := time.Now().Add(10 * time.Second)
 	stop := time.AfterFunc(10*time.Second, t.cond.Broadcast)
 	defer stop.Stop()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for {
-		got := t.seen[fmt.Sprintf("%s/%d", kind, shard)]
+		got := t.seen[fmt.Sprintf("%s/%d", kind, id)]
 		if kind == "identify" && n == shards {
 			got = t.seen["identify/0"] + t.seen["identify/1"] + t.seen["identify/2"]
 		}
@@ -217,7 +232,7 @@ func (t *timeline) wait(n int, kind string, shard int) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no %d× %s on shard %d within 10s", n, kind, shard)
+			return fmt.Errorf("no %d× %s on shard %d within 10s", n, kind, id)
 		}
 		t.cond.Wait()
 	}

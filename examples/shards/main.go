@@ -2,7 +2,8 @@
 // identify gate on Redis and keep each shard's session in Redis, against
 // a local fake gateway with the real rules, and then deploys: it rolls
 // the workers one by one, each new worker resuming the sessions the old
-// one left, and finally kills one with SIGKILL. Run it with
+// one left, and finally kills one with SIGKILL. The shards are the SDK of
+// examples/gateway/shard; the fake gateway is internal/gateway. Run it with
 //
 //	cd examples/shards && go run .                            # an in-process Redis
 //	cd examples/shards && go run . -redis redis://127.0.0.1:6379/0

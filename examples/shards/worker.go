@@ -16,7 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/resocket/resocket"
-	"github.com/resocket/resocket/internal/gateway"
+	"github.com/resocket/resocket/examples/gateway/shard"
 	"github.com/resocket/resocket/redislimiter"
 )
 
@@ -39,14 +39,14 @@ func worker(args []string) error {
 	defer rdb.Close()
 	w := &shardWorker{rdb: rdb}
 
-	var running []*gateway.Shard
+	var running []*shard.Shard
 	var wg sync.WaitGroup
 	for _, f := range strings.Split(*list, ",") {
 		id, err := strconv.Atoi(f)
 		if err != nil {
 			return fmt.Errorf("-shards: %w", err)
 		}
-		sh, err := w.shard(*gatewayURL, id)
+		sh, err := w.newShard(*gatewayURL, id)
 		if err != nil {
 			return err
 		}
@@ -74,11 +74,11 @@ type shardWorker struct {
 	mu  sync.Mutex // stdout lines and saves, one at a time
 }
 
-// shard makes shard id, resuming the session Redis holds for it, if any.
+// newShard makes shard id, resuming the session Redis holds for it, if any.
 // Its identify gate is shared with every worker through Redis: one per
 // bucket (shard id % max_concurrency) per IdentifyEvery, and the bot's
 // daily budget.
-func (w *shardWorker) shard(url string, id int) (*gateway.Shard, error) {
+func (w *shardWorker) newShard(url string, id int) (*shard.Shard, error) {
 	gate, err := redislimiter.New(w.rdb, fmt.Sprintf("{demo}:identify:%d", id%rules.MaxConcurrency),
 		// 10 ms spare for the microseconds between the send and the arrival.
 		redislimiter.Window{N: 1, Per: rules.IdentifyEvery + 10*time.Millisecond})
@@ -88,11 +88,11 @@ func (w *shardWorker) shard(url string, id int) (*gateway.Shard, error) {
 	if err != nil {
 		return nil, err
 	}
-	var sh *gateway.Shard
-	cfg := gateway.ShardConfig{
+	var sh *shard.Shard
+	cfg := shard.Config{
 		URL: url, Token: rules.Token, ID: id, Count: shards, Intents: 513,
 		IdentifyLimiter: gate,
-		OnDispatch: func(p gateway.Payload) {
+		OnDispatch: func(p shard.Payload) {
 			var d map[string]string
 			json.Unmarshal(p.D, &d)
 			w.mu.Lock()
@@ -112,42 +112,44 @@ func (w *shardWorker) shard(url string, id int) (*gateway.Shard, error) {
 	if kept, ok := w.load(id); ok {
 		cfg.Resume = &kept
 	}
-	sh, err = gateway.NewShard(cfg)
+	sh, err = shard.New(cfg)
 	if err != nil {
 		return nil, err
 	}
-	events := sh.Client().Events()
-	go func() {
-		for e := range events {
-			switch e := e.(type) {
-			case resocket.Connected:
-				fmt.Printf("open %d %v\n", id, e.Mode)
-			case resocket.IdentifyPaced:
-				fmt.Printf("shard %d: identify gate passed after %v\n", id, e.Waited.Round(time.Millisecond))
-			case resocket.Disconnected:
-				fmt.Printf("shard %d: closed %d: %v (%v)\n", id, e.Code, e.Action, e.Err)
-			}
-		}
-	}()
+	go report(id, sh.Client().Events())
 	return sh, nil
 }
 
-func (w *shardWorker) load(id int) (gateway.Resumable, bool) {
-	v, err := w.rdb.HGetAll(context.Background(), sessionKey(id)).Result()
-	if err != nil || v["id"] == "" {
-		return gateway.Resumable{}, false
+// report prints the events of shard id that the deploy counts or shows.
+func report(id int, events <-chan resocket.Event) {
+	for e := range events {
+		switch e := e.(type) {
+		case resocket.Connected:
+			fmt.Printf("open %d %v\n", id, e.Mode)
+		case resocket.IdentifyPaced:
+			fmt.Printf("shard %d: identify gate passed after %v\n", id, e.Waited.Round(time.Millisecond))
+		case resocket.Disconnected:
+			fmt.Printf("shard %d: closed %d: %v (%v)\n", id, e.Code, e.Action, e.Err)
+		}
 	}
-	seq, _ := strconv.ParseInt(v["seq"], 10, 64)
-	return gateway.Resumable{SessionID: v["id"], Seq: seq, ResumeURL: v["url"]}, true
 }
 
-func (w *shardWorker) save(id int, r gateway.Resumable) {
+func (w *shardWorker) load(id int) (shard.Resumable, bool) {
+	v, err := w.rdb.HGetAll(context.Background(), sessionKey(id)).Result()
+	if err != nil || v["id"] == "" {
+		return shard.Resumable{}, false
+	}
+	seq, _ := strconv.ParseInt(v["seq"], 10, 64)
+	return shard.Resumable{SessionID: v["id"], Seq: seq, ResumeURL: v["url"]}, true
+}
+
+func (w *shardWorker) save(id int, r shard.Resumable) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.saveLocked(id, r)
 }
 
-func (w *shardWorker) saveLocked(id int, r gateway.Resumable) {
+func (w *shardWorker) saveLocked(id int, r shard.Resumable) {
 	if r.SessionID == "" {
 		return
 	}

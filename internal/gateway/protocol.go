@@ -1,10 +1,11 @@
-// Package gateway is a Discord-style gateway on both sides, for the
-// example and the tests of the embedding kit: Server is a fake gateway
-// that follows the real rules (hello with heartbeat_interval, heartbeat
-// and ACK, READY with a resume_gateway_url on its own path where alone op
-// 6 is accepted, op 7, op 9, 4008 past the send limit, identify pacing
-// per max_concurrency bucket), and Shard is a small SDK built on
-// resocket's kit.
+// Package gateway is a fake Discord-style gateway for the examples and the
+// tests of the embedding kit: Server follows the real rules (hello with
+// heartbeat_interval, heartbeat and ACK, READY with a resume_gateway_url
+// on its own path where alone op 6 is accepted, op 7, op 9, 4008 past the
+// send limit, identify pacing per max_concurrency bucket). It is the
+// server's side only; the client's side, a small SDK, is
+// examples/gateway/shard, and the JSON on the wire is the contract
+// between the two.
 package gateway
 
 import "encoding/json"

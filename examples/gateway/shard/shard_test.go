@@ -1,4 +1,4 @@
-package gateway
+package shard_test
 
 import (
 	"context"
@@ -12,13 +12,15 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/resocket/resocket"
+	"github.com/resocket/resocket/examples/gateway/shard"
+	"github.com/resocket/resocket/internal/gateway"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const waitLimit = 10 * time.Second
 
-var testRules = Config{
+var testRules = gateway.Config{
 	Token:             "token",
 	HeartbeatInterval: time.Second,
 	MaxConcurrency:    1,
@@ -31,13 +33,13 @@ var testRules = Config{
 // held (hold), so that messages pile up in the read queue behind it.
 type harness struct {
 	t   *testing.T
-	g   *Server
-	sh  *Shard
+	g   *gateway.Server
+	sh  *shard.Shard
 	run chan error
 
 	mu        sync.Mutex
 	cond      *sync.Cond
-	delivered []Payload
+	delivered []shard.Payload
 	gate      chan struct{} // while non-nil, OnDispatch waits on it
 	holding   bool          // OnDispatch is waiting
 	opens     []resocket.Connected
@@ -45,13 +47,13 @@ type harness struct {
 
 func newHarness(t *testing.T, opts ...resocket.Option) *harness {
 	t.Helper()
-	g, err := Start(testRules)
+	g, err := gateway.Start(testRules)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, g: g, run: make(chan error, 1)}
 	h.cond = sync.NewCond(&h.mu)
-	sh, err := NewShard(ShardConfig{
+	sh, err := shard.New(shard.Config{
 		URL: g.URL, Token: testRules.Token, Count: 1,
 		IdentifyLimiter: resocket.NewLimiter(1, 2*testRules.IdentifyEvery),
 		OnDispatch:      h.onDispatch,
@@ -89,7 +91,7 @@ func newHarness(t *testing.T, opts ...resocket.Option) *harness {
 	return h
 }
 
-func (h *harness) onDispatch(p Payload) {
+func (h *harness) onDispatch(p shard.Payload) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for h.gate != nil && p.T != "READY" && p.T != "RESUMED" { // the handshake's own are never held

@@ -1,4 +1,10 @@
-package gateway
+// Package shard is a small Discord-style gateway SDK built on resocket's
+// embedding kit: a Shard is one gateway connection, resocket does its
+// lifecycle and the shard speaks the protocol. Besides the standard
+// library it imports only resocket and coder/websocket, so it reads, and
+// copies, on its own. The example around it, examples/gateway, runs three
+// shards against a fake gateway that follows the real rules.
+package shard
 
 import (
 	"context"
@@ -14,8 +20,8 @@ import (
 	"github.com/resocket/resocket"
 )
 
-// ShardConfig is what a Shard needs.
-type ShardConfig struct {
+// Config is what a Shard needs.
+type Config struct {
 	URL       string
 	Token     string
 	ID, Count int
@@ -44,7 +50,7 @@ type Resumable struct {
 // Shard is one gateway connection: resocket does the lifecycle; the shard
 // speaks the protocol.
 type Shard struct {
-	cfg ShardConfig
+	cfg Config
 	c   *resocket.Client
 
 	mu        sync.Mutex
@@ -61,9 +67,9 @@ type Shard struct {
 	runDone chan struct{} // closed when Run returns
 }
 
-// NewShard makes a shard. It does not connect: take Client().Events(),
+// New makes a shard. It does not connect: take Client().Events(),
 // then call Run.
-func NewShard(cfg ShardConfig) (*Shard, error) {
+func New(cfg Config) (*Shard, error) {
 	s := &Shard{cfg: cfg, runDone: make(chan struct{})}
 	opts := []resocket.Option{resocket.WithHandshake(s.handshake)}
 	if cfg.IdentifyLimiter != nil {
@@ -101,12 +107,12 @@ func (s *Shard) Seq() int64 {
 // for READY) or resumes (the replay, RESUMED or op 9 then come through
 // Run, in order after anything the previous socket left unread).
 func (s *Shard) handshake(ctx context.Context, sess *resocket.Session) error {
-	var hello Hello
-	if err := expect(ctx, sess.Conn, OpHello, &hello); err != nil {
+	var hello helloData
+	if err := expect(ctx, sess.Conn, opHello, &hello); err != nil {
 		return err
 	}
 	sess.Heartbeat(time.Duration(hello.HeartbeatInterval)*time.Millisecond, func(ctx context.Context) error {
-		return sess.Conn.Write(ctx, websocket.MessageText, Encode(OpHeartbeat, s.Seq(), 0, ""))
+		return sess.Conn.Write(ctx, websocket.MessageText, encode(opHeartbeat, s.Seq()))
 	})
 	s.mu.Lock()
 	id, seq := s.sessionID, s.seq
@@ -115,13 +121,13 @@ func (s *Shard) handshake(ctx context.Context, sess *resocket.Session) error {
 		if id == "" {
 			return resocket.Reidentify(errors.New("no session to resume"))
 		}
-		return sess.Conn.Write(ctx, websocket.MessageText, Encode(OpResume, Resume{Token: s.cfg.Token, SessionID: id, Seq: seq}, 0, ""))
+		return sess.Conn.Write(ctx, websocket.MessageText, encode(opResume, resumeData{Token: s.cfg.Token, SessionID: id, Seq: seq}))
 	}
 	if err := sess.WaitIdentify(ctx); err != nil { // the identify gate, at the send
 		return err
 	}
-	ident := Identify{Token: s.cfg.Token, Intents: s.cfg.Intents, Shard: [2]int{s.cfg.ID, s.cfg.Count}}
-	if err := sess.Conn.Write(ctx, websocket.MessageText, Encode(OpIdentify, ident, 0, "")); err != nil {
+	ident := identifyData{Token: s.cfg.Token, Intents: s.cfg.Intents, Shard: [2]int{s.cfg.ID, s.cfg.Count}}
+	if err := sess.Conn.Write(ctx, websocket.MessageText, encode(opIdentify, ident)); err != nil {
 		return err
 	}
 	for {
@@ -130,11 +136,11 @@ func (s *Shard) handshake(ctx context.Context, sess *resocket.Session) error {
 			return err
 		}
 		switch {
-		case p.Op == OpHeartbeatAck:
+		case p.Op == opHeartbeatAck:
 			sess.AckHeartbeat()
-		case p.Op == OpInvalidSession:
+		case p.Op == opInvalidSession:
 			return resocket.Reidentify(errors.New("gateway refused the identify (op 9)"))
-		case p.Op == OpDispatch && p.T == "READY":
+		case p.Op == opDispatch && p.T == "READY":
 			return s.ready(p, sess.Attempt)
 		}
 	}
@@ -143,7 +149,7 @@ func (s *Shard) handshake(ctx context.Context, sess *resocket.Session) error {
 // ready starts a new session from READY, read on socket attempt: its own
 // sequence, and its own URL for resumes.
 func (s *Shard) ready(p Payload, attempt int) error {
-	var r Ready
+	var r readyData
 	if err := json.Unmarshal(p.D, &r); err != nil {
 		return resocket.Fatal(fmt.Errorf("decoding READY: %w", err))
 	}
@@ -186,25 +192,25 @@ func (s *Shard) Run(ctx context.Context) error {
 
 func (s *Shard) handle(m resocket.Message, p Payload) {
 	switch p.Op {
-	case OpDispatch:
+	case opDispatch:
 		if fresh := s.advance(m.Attempt, p.S); fresh && s.cfg.OnDispatch != nil {
 			s.cfg.OnDispatch(p)
 		}
-	case OpHeartbeatAck:
+	case opHeartbeatAck:
 		m.Session.AckHeartbeat()
-	case OpHeartbeat: // the gateway asks for a beat now, on this socket
+	case opHeartbeat: // the gateway asks for a beat now, on this socket
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		m.Session.Write(ctx, websocket.MessageText, Encode(OpHeartbeat, s.Seq(), 0, ""))
+		m.Session.Write(ctx, websocket.MessageText, encode(opHeartbeat, s.Seq()))
 		cancel()
-	case OpReconnect:
-		m.Session.Reconnect(4000, "gateway asked to reconnect", resocket.ActionRetry)
-	case OpInvalidSession:
+	case opReconnect:
+		m.Session.Reconnect(closeRestart, "gateway asked to reconnect", resocket.ActionRetry)
+	case opInvalidSession:
 		var resumable bool
 		json.Unmarshal(p.D, &resumable)
 		if resumable {
-			m.Session.Reconnect(4000, "invalid session, resumable", resocket.ActionRetry)
+			m.Session.Reconnect(closeRestart, "invalid session, resumable", resocket.ActionRetry)
 		} else {
-			m.Session.Reconnect(4000, "invalid session", resocket.ActionReidentify)
+			m.Session.Reconnect(closeRestart, "invalid session", resocket.ActionReidentify)
 		}
 	}
 }
@@ -230,7 +236,7 @@ func (s *Shard) advance(attempt int, seq int64) bool {
 
 // Send sends an application message, paced by the write limiter.
 func (s *Shard) Send(ctx context.Context, op int, d any) error {
-	return s.c.Write(ctx, websocket.MessageText, Encode(op, d, 0, ""))
+	return s.c.Write(ctx, websocket.MessageText, encode(op, d))
 }
 
 // Suspend closes the shard for a deploy: it closes with 4000, which keeps
@@ -238,7 +244,7 @@ func (s *Shard) Send(ctx context.Context, op int, d any) error {
 // Run has finished with the message it was handling (its sequence number
 // counts).
 func (s *Shard) Suspend() Resumable {
-	s.c.CloseWith(4000, "restarting")
+	s.c.CloseWith(closeRestart, "restarting")
 	if s.running.Load() {
 		<-s.runDone
 	}
