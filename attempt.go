@@ -196,7 +196,6 @@ func (l *loop) handshakeFailed(s *socket, err error) *outcome {
 // for finish to close).
 func (l *loop) serve(s *socket) (*outcome, bool) {
 	c := l.c
-	openedAt := c.cfg.clock.Now()
 	s.readErr, s.pumpDone = make(chan error, 1), make(chan struct{})
 	if c.cfg.onMessage != nil {
 		go c.pumpToHandler(s)
@@ -231,7 +230,7 @@ func (l *loop) serve(s *socket) (*outcome, bool) {
 	s.waitPump()
 	o := c.readFailed(s, err)
 	c.release(s)
-	o.stable = c.cfg.clock.Now().Sub(openedAt) >= c.cfg.stableAfter
+	o.stable = c.cfg.clock.Now().Sub(s.openedAt) >= c.cfg.stableAfter
 	return &o, true
 }
 

@@ -107,6 +107,7 @@ func (l *loop) open(s *socket) bool {
 	if c.life.Err() != nil || !c.transition(StateOpen, s, nil) {
 		return false
 	}
+	s.openedAt = c.cfg.clock.Now() // before Connected: whoever sees it may move the clock
 	c.stats.opens.Add(1)
 	c.log.Debug("resocket: open", "attempt", l.attempt, "mode", l.mode)
 	publish(&c.events, Connected{Attempt: l.attempt, Mode: l.mode})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -15,7 +16,10 @@ type socket struct {
 	conn    *websocket.Conn
 	tcp     *tcpSlot
 	attempt int
-	session *Session
+	// openedAt is when the socket went OPEN, on the client's clock: the
+	// stable period counts from there.
+	openedAt time.Time
+	session  *Session
 	// ctx ends when the loop lets go of the socket; it bounds the
 	// application heartbeat.
 	ctx    context.Context

@@ -18,6 +18,7 @@ type Fake struct {
 	mu      sync.Mutex
 	now     time.Time
 	timers  []*fakeTimer  // armed, in no order
+	arms    int           // how many times a timer was armed
 	changed chan struct{} // closed and replaced when a timer is armed or stopped
 }
 
@@ -115,29 +116,38 @@ func (f *Fake) Next() (time.Time, bool) {
 	return next, !next.IsZero()
 }
 
+// Arms returns how many times a timer was armed (made or Reset with a
+// positive duration): a test waits for it to grow to know that code on
+// another goroutine got as far as arming its next timer.
+func (f *Fake) Arms() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.arms
+}
+
 // WaitForTimers waits until at least n timers are armed, or until timeout
 // of real time passed, which it reports as an error naming what it saw.
 func (f *Fake) WaitForTimers(n int, timeout time.Duration) error {
-	return f.WaitFor(func(left []time.Duration) bool { return len(left) >= n }, timeout)
+	return f.WaitFor(func() bool { return len(f.Pending()) >= n }, timeout)
 }
 
-// WaitFor waits until ok holds for the armed timers' time left (as
-// Pending gives it), or until timeout of real time passed.
-func (f *Fake) WaitFor(ok func(left []time.Duration) bool, timeout time.Duration) error {
+// WaitFor waits until ok holds, checking it whenever a timer is armed or
+// disarmed, or until timeout of real time passed. ok reads the clock
+// (Pending, Arms) and whatever else it needs.
+func (f *Fake) WaitFor(ok func() bool, timeout time.Duration) error {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
 		f.mu.Lock()
 		changed := f.changed
 		f.mu.Unlock()
-		left := f.Pending()
-		if ok(left) {
+		if ok() {
 			return nil
 		}
 		select {
 		case <-changed:
 		case <-deadline.C:
-			return fmt.Errorf("clock: the timers awaited were not armed within %v (armed: %v)", timeout, left)
+			return fmt.Errorf("clock: what was awaited did not happen within %v (timers armed: %v)", timeout, f.Pending())
 		}
 	}
 }
@@ -183,6 +193,7 @@ func (t *fakeTimer) Reset(d time.Duration) bool {
 	armed := t.f.disarm(t)
 	t.at = t.f.now.Add(d)
 	if d > 0 {
+		t.f.arms++
 		t.f.timers = append(t.f.timers, t)
 		t.f.wake()
 	}
