@@ -83,15 +83,48 @@ func TestRetryWaitIsExactOnTheClock(t *testing.T) {
 		if r := nth[resocket.Retrying](t, rec, i+1); r.Delay != want {
 			t.Fatalf("wait %d: Retrying.Delay %v, want %v", i+1, r.Delay, want)
 		}
-		armed(t, clk, want)
-		accepted := srv.Accepted()
-		clk.Advance(want - time.Nanosecond)
-		if left := clk.Pending(); !slices.Contains(left, time.Nanosecond) || srv.Accepted() != accepted {
-			t.Fatalf("wait %d: a nanosecond before its end: timers %v, accepted %d, want a 1ns timer and %d",
-				i+1, left, srv.Accepted(), accepted)
+		waitsExactly(t, clk, srv, rec, i+1, want)
+	}
+}
+
+// waitsExactly checks that the n-th retry wait, of d, ends exactly after
+// d: no attempt a nanosecond before, one at d.
+func waitsExactly(t *testing.T, clk *clock.Fake, srv *resockettest.Server, rec *recorder, n int, d time.Duration) {
+	t.Helper()
+	armed(t, clk, d)
+	accepted := srv.Accepted()
+	clk.Advance(d - time.Nanosecond)
+	if left := clk.Pending(); !slices.Contains(left, time.Nanosecond) || srv.Accepted() != accepted {
+		t.Fatalf("wait %d: a nanosecond before its end: timers %v, accepted %d, want a 1ns timer and %d",
+			n, left, srv.Accepted(), accepted)
+	}
+	clk.Advance(time.Nanosecond)
+	rec.connected(t, n+1)
+}
+
+// DefaultBackoff's waits: the first a random fraction of a second, then
+// ×1.6 with ±20% jitter; each lasts exactly what Retrying announced.
+func TestJitteredWaitsOnTheClock(t *testing.T) {
+	srv := resockettest.NewServer(t)
+	srv.SetDefault(resockettest.Script{Steps: []resockettest.Step{resockettest.Close(websocket.StatusGoingAway, "")}})
+	clk := clock.NewFake()
+	_, rec := onClock(t, clk, srv.URL) // DefaultBackoff
+	base := float64(time.Second)
+	for i := 1; i <= 8; i++ {
+		d := nth[resocket.Retrying](t, rec, i).Delay
+		lo, hi := time.Duration(0), time.Second
+		if i > 1 {
+			lo, hi = time.Duration(0.8*base), time.Duration(1.2*base)
+			base *= 1.6
 		}
-		clk.Advance(time.Nanosecond)
-		rec.connected(t, i+2)
+		if d < lo || d > hi || (i == 1 && d == hi) {
+			t.Fatalf("wait %d: %v, want within [%v, %v]", i, d, lo, hi)
+		}
+		if d == 0 { // nothing to wait for: the attempt is made at once
+			rec.connected(t, i+1)
+			continue
+		}
+		waitsExactly(t, clk, srv, rec, i, d)
 	}
 }
 
