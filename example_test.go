@@ -244,7 +244,7 @@ func ExampleNewLimiter() {
 	// shard 0 <nil>
 	// shard 1 <nil>
 	// shard 2 <nil>
-	// resocket: WithIdentifyLimiter: resocket: NewLimiter: n must be at least 1, got 0
+	// resocket: WithIdentifyLimiter: NewLimiter: n must be at least 1, got 0
 }
 
 // The protocol's own heartbeat: the server answers each beat with an ACK,

@@ -179,8 +179,10 @@ func TestLimiterBadInput(t *testing.T) {
 			"WithIdentifyLimiter": resocket.WithIdentifyLimiter(l),
 			"WithWriteLimiter":    resocket.WithWriteLimiter(l),
 		} {
-			if _, err := resocket.New("ws://127.0.0.1:9/", opt); err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), row.want) {
-				t.Fatalf("New with %s(a bad limiter) = %v", name, err)
+			_, err := resocket.New("ws://127.0.0.1:9/", opt)
+			if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), row.want) ||
+				strings.Count(err.Error(), "resocket: ") != 1 {
+				t.Fatalf("New with %s(a bad limiter) = %v, want one resocket: prefix, the option and the reason", name, err)
 			}
 		}
 	}

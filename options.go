@@ -48,12 +48,6 @@ func (m Mode) String() string {
 	return fmt.Sprintf("Mode(%d)", int(m))
 }
 
-// Handshake runs on every new socket before it counts as OPEN, with a
-// context bounded by the connect timeout and cancelled by Close. Returning
-// nil opens the socket; an error ends it and is classified (see Fatal and
-// Reidentify to force the decision).
-type Handshake func(ctx context.Context, s *Session) error
-
 // Option configures a Client. Options are checked by New: a nil or
 // out-of-range value is an error that names the option.
 type Option interface {
@@ -65,7 +59,7 @@ type optionFunc func(*config) error
 func (f optionFunc) apply(c *config) error { return f(c) }
 
 type config struct {
-	handshake         Handshake
+	handshake         func(context.Context, *Session) error
 	policy            Policy
 	newBackoff        func() backoff.BackOff
 	heartbeatInterval time.Duration
@@ -107,6 +101,11 @@ func defaultConfig() config {
 
 // WithHandshake sets the function that identifies or resumes on each new
 // socket. Without one, a socket is OPEN as soon as the upgrade succeeds.
+//
+// h runs before the socket counts as OPEN, with a context bounded by the
+// connect timeout and cancelled by Close. Returning nil opens the socket;
+// an error ends it and is classified (see Fatal and Reidentify to force
+// the decision).
 func WithHandshake(h func(ctx context.Context, s *Session) error) Option {
 	return optionFunc(func(c *config) error {
 		if h == nil {
@@ -328,7 +327,7 @@ func checkLimiter(option string, l Limiter) error {
 		return fmt.Errorf("%s: limiter is nil", option)
 	}
 	if err := limiterError(l); err != nil {
-		return fmt.Errorf("%s: %w", option, err)
+		return fmt.Errorf("%s: %w", option, unprefixed(err))
 	}
 	return nil
 }
