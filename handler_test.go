@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/resocket/resocket"
+	"github.com/resocket/resocket/internal/clock"
 	"github.com/resocket/resocket/resockettest"
 )
 
@@ -100,17 +101,28 @@ func TestHandlerStalledIsNotDead(t *testing.T) {
 	t.Parallel()
 	t.Run("stalled", func(t *testing.T) {
 		t.Parallel()
+		const interval = time.Second
 		srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Send("slow", "after"), resockettest.Echo()}})
 		var k collector
-		c, rec := newRecorded(t, srv.URL, fast(resocket.WithHeartbeat(20*time.Millisecond, 40*time.Millisecond), resocket.WithOnMessage(func(m resocket.Message) {
+		in, release := make(chan struct{}), make(chan struct{})
+		clk := clock.NewFake()
+		c, rec := onClock(t, clk, srv.URL, resocket.WithHeartbeat(interval, interval/2), resocket.WithOnMessage(func(m resocket.Message) {
 			if string(m.Data) == "slow" {
-				time.Sleep(400 * time.Millisecond) // ten heartbeat periods
+				close(in)
+				<-release
 			}
 			k.handle(m)
-		}))...)
-		if err := c.Connect(context.Background()); err != nil {
-			t.Fatal(err)
+		}))
+		receive(t, in)
+		for i := 0; i < 10; i++ { // ten heartbeat periods pass while the handler runs
+			armed(t, clk, interval)
+			arms := clk.Arms()
+			clk.Advance(interval)
+			if err := clk.WaitFor(func() bool { return clk.Arms() > arms }, waitLimit); err != nil {
+				t.Fatal(err)
+			}
 		}
+		close(release)
 		k.wait(t, 2)
 		if n := countEvents[resocket.Disconnected](rec); n != 0 || c.Stats().HeartbeatTimeouts != 0 {
 			t.Fatalf("a slow handler was taken for a dead peer: %v", rec.all())
