@@ -1,70 +1,50 @@
-// Server is the comparison benchmarks' peer, in its own process so that
-// the client's CPU and allocations are measured alone. It prints its URL,
-// then answers commands on each connection: "stream N S" sends N binary
-// messages of S bytes; "echo" echoes every message until the client
-// leaves.
+// Server is the benchmarks' command server (package command) in a process
+// of its own, so that a benchmark measures its client's CPU time,
+// allocations and heap alone. It prints its URL on the first line of its
+// output and serves until interrupted, or until its standard input ends
+// with -exit-on-eof (how the comparison benchmarks stop the server they
+// start):
+//
+//	go run ./server -addr 127.0.0.1:9001
 package main
 
 import (
-	"context"
+	"flag"
 	"fmt"
-	"net"
-	"net/http"
+	"io"
 	"os"
-	"strconv"
-	"strings"
+	"os/signal"
+	"syscall"
 
-	"github.com/coder/websocket"
+	"github.com/resocket/resocket/internal/bench/command"
 )
 
 func main() {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "server:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("ws://%s/\n", ln.Addr())
-	go func() { // the parent closes stdin to stop us
-		buf := make([]byte, 1)
-		os.Stdin.Read(buf)
-		os.Exit(0)
-	}()
-	http.Serve(ln, http.HandlerFunc(serve))
 }
 
-func serve(w http.ResponseWriter, r *http.Request) {
-	c, err := websocket.Accept(w, r, nil)
+func run() error {
+	addr := flag.String("addr", "127.0.0.1:0", "loopback address to listen on (port 0: any free port)")
+	exitOnEOF := flag.Bool("exit-on-eof", false, "exit when standard input ends: a parent process stops the server by closing it")
+	flag.Parse()
+	srv, err := command.Start(*addr)
 	if err != nil {
-		return
+		return err
 	}
-	defer c.CloseNow()
-	c.SetReadLimit(-1)
-	ctx := context.Background()
-	for {
-		typ, cmd, err := c.Read(ctx)
-		if err != nil {
-			return
-		}
-		f := strings.Fields(string(cmd))
-		switch {
-		case len(f) == 3 && f[0] == "stream":
-			n, _ := strconv.Atoi(f[1])
-			size, _ := strconv.Atoi(f[2])
-			msg := make([]byte, size)
-			for i := 0; i < n; i++ {
-				if c.Write(ctx, websocket.MessageBinary, msg) != nil {
-					return
-				}
-			}
-		case len(f) == 1 && f[0] == "echo":
-			for {
-				typ, b, err := c.Read(ctx)
-				if err != nil || c.Write(ctx, typ, b) != nil {
-					return
-				}
-			}
-		default:
-			c.Write(ctx, typ, []byte("unknown command"))
-		}
+	defer srv.Close()
+	fmt.Println(srv.URL)
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	if *exitOnEOF {
+		go func() {
+			io.Copy(io.Discard, os.Stdin)
+			stop <- syscall.SIGTERM
+		}()
 	}
+	<-stop
+	return nil
 }

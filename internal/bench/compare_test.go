@@ -1,14 +1,3 @@
-// Package bench compares resocket with raw github.com/coder/websocket and
-// raw github.com/gorilla/websocket, against a server in its own process
-// (./server), so that the client's CPU time and allocations per message
-// are its own. It is a module of its own, so that the library's go.mod
-// keeps its two dependencies.
-//
-//	cd internal/bench && go test -run '^$' -bench . -benchmem
-//	go run ./internal/cmd/bench   # from the repository root: alternating rounds, ratios
-//
-// Every benchmark reports cpu-ns/msg, the client process's user+system
-// CPU time per message (getrusage), beside ns/op and allocs/op.
 package bench
 
 import (
@@ -31,6 +20,7 @@ import (
 	gorilla "github.com/gorilla/websocket"
 
 	"github.com/resocket/resocket"
+	"github.com/resocket/resocket/internal/bench/command"
 )
 
 var serverURL string
@@ -66,7 +56,7 @@ func startServer() (string, func(), error) {
 	if err := build.Run(); err != nil {
 		return "", nil, err
 	}
-	cmd := exec.Command(bin)
+	cmd := exec.Command(bin, "-exit-on-eof")
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -180,7 +170,7 @@ func BenchmarkEcho(b *testing.B) {
 				}
 				c := dial(b, impl)
 				defer c.close()
-				if err := c.send([]byte("echo")); err != nil {
+				if err := c.send([]byte(command.Echo)); err != nil {
 					b.Fatal(err)
 				}
 				measure(b, size, func() {
@@ -212,7 +202,7 @@ func echoHandler(b *testing.B, msg []byte) {
 		}
 	}))
 	defer c.Close()
-	c.Write(context.Background(), coder.MessageText, []byte("echo"))
+	c.Write(context.Background(), coder.MessageText, []byte(command.Echo))
 	left.Store(int64(b.N))
 	measure(b, len(msg), func() {
 		c.Write(context.Background(), coder.MessageBinary, msg)
@@ -224,7 +214,7 @@ func echoHandler(b *testing.B, msg []byte) {
 // is the time per message received.
 func BenchmarkStream(b *testing.B) {
 	for _, size := range sizes {
-		cmd := func(n int) []byte { return []byte(fmt.Sprintf("stream %d %d", n, size)) }
+		cmd := func(n int) []byte { return []byte(command.Stream(n, size)) }
 		for _, impl := range impls {
 			b.Run(fmt.Sprintf("size=%d/impl=%s", size, impl), func(b *testing.B) {
 				if impl == "resocket-handler" {
@@ -285,7 +275,7 @@ func BenchmarkEchoDeadline(b *testing.B) {
 				write = func(ctx context.Context, p []byte) error { return c.c.Write(ctx, coder.MessageBinary, p) }
 				read = c.recv
 			}
-			if err := write(context.Background(), []byte("echo")); err != nil {
+			if err := write(context.Background(), []byte(command.Echo)); err != nil {
 				b.Fatal(err)
 			}
 			measure(b, len(msg), func() {
