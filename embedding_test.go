@@ -370,8 +370,9 @@ func TestApplicationHeartbeatZombie(t *testing.T) {
 		t.Fatalf("got %d %v %v, want a 1006 zombie, retried", d.Code, d.Action, d.Err)
 	}
 	// A beat goes unanswered, the next one finds it so: within two
-	// intervals and some scheduling slack.
-	if took := time.Since(cut); took > 4*gatewayRules.HeartbeatInterval+200*time.Millisecond {
+	// intervals, ten times that for a loaded machine (TestZombieOnTheClock
+	// checks the edge exactly).
+	if took := time.Since(cut); took > 20*gatewayRules.HeartbeatInterval {
 		t.Fatalf("zombie found after %v", took)
 	}
 	if n := s.Client().Stats().HeartbeatTimeouts; n != 1 {
