@@ -33,3 +33,12 @@ var (
 	TransitionAllowed = transitionAllowed
 	ParseRetryAfter   = parseRetryAfter
 )
+
+// Transition asks c's state machine for a move, as the loop does, and
+// returns whether it was made and how many moves it has refused.
+func Transition(c *Client, to State) (bool, int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ok := c.transition(to, nil, nil)
+	return ok, c.refused.Load()
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -55,6 +56,9 @@ func TestSessionWriteNeverReachesTheNextSocket(t *testing.T) {
 	defer cancel()
 	err := m.Session.Write(ctx, websocket.MessageText, []byte("pong"))
 	mustErrorIs(t, err, resocket.ErrSocketEnded)
+	if want := "resocket: socket ended: socket 1 ended; nothing was sent"; err.Error() != want {
+		t.Fatalf("error %q, want %q", err, want)
+	}
 	if err := c.Write(ctx, websocket.MessageText, []byte("after")); err != nil {
 		t.Fatal(err)
 	}
@@ -479,6 +483,9 @@ func TestScopedActsOnBadInput(t *testing.T) {
 	err = m.Session.Write(ctx, websocket.MessageText, []byte("late"))
 	mustErrorIs(t, err, resocket.ErrSocketEnded)
 	mustErrorIs(t, err, resocket.ErrClosed)
+	if !strings.HasSuffix(err.Error(), "and the client is closed; nothing was sent") {
+		t.Fatalf("error %q does not say the client is closed", err)
+	}
 	if m.Session.Reconnect(4000, "", resocket.ActionRetry) {
 		t.Fatal("Session.Reconnect after Close returned true")
 	}

@@ -1,6 +1,9 @@
 package resocket_test
 
 import (
+	"bytes"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/resocket/resocket"
@@ -43,4 +46,27 @@ func TestStateStrings(t *testing.T) {
 			t.Errorf("%d.String() = %q, want %q", int(s), s.String(), want)
 		}
 	}
+}
+
+// A move outside the table is refused: the state stays, nothing is
+// published, and the client logs it at Error (what the chaos counts).
+func TestTransitionRefusesMovesOutsideTheTable(t *testing.T) {
+	var log bytes.Buffer
+	c, rec := newRecorded(t, "ws://127.0.0.1:9/", resocket.WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
+	for _, to := range []resocket.State{resocket.StateConnecting, resocket.StateClosed + 1} {
+		if ok, _ := resocket.Transition(c, to); ok {
+			t.Fatalf("CONNECTING→%v was made", to)
+		}
+	}
+	if _, refused := resocket.Transition(c, resocket.StateConnecting); refused != 3 || c.State() != resocket.StateConnecting {
+		t.Fatalf("refused %d, state %v, want 3 and CONNECTING", refused, c.State())
+	}
+	if !strings.Contains(log.String(), "level=ERROR msg=\"resocket: refused state transition\" url=ws://127.0.0.1:9/ from=CONNECTING to=CONNECTING") {
+		t.Fatalf("log: %s", log.String())
+	}
+	if ok, _ := resocket.Transition(c, resocket.StateClosing); !ok {
+		t.Fatal("CONNECTING→CLOSING refused")
+	}
+	c.Close()
+	equal(t, "states published", rec.states(t), []resocket.State{resocket.StateClosing, resocket.StateClosed})
 }
