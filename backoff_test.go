@@ -1,6 +1,7 @@
 package resocket_test
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -101,4 +102,52 @@ func TestParseRetryAfter(t *testing.T) {
 			t.Errorf("ParseRetryAfter(%q) = %v, %v; want %v, %v", row.in, got, ok, row.want, row.ok)
 		}
 	}
+}
+
+// WithBackoff(DefaultBackoff) is the default schedule, jittered first retry
+// included: asking for the default by name changes nothing.
+func TestDefaultBackoffByNameIsTheDefault(t *testing.T) {
+	for name, opts := range map[string][]resocket.Option{
+		"no-option": nil,
+		"by-name":   {resocket.WithBackoff(resocket.DefaultBackoff)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			url := refusedURL(t)
+			var early int
+			const clients = 20
+			for i := 0; i < clients; i++ {
+				c, rec := newRecorded(t, url, append([]resocket.Option{resocket.WithHeartbeat(0, 0)}, opts...)...)
+				go c.Connect(context.Background())
+				d := rec.disconnected(t)
+				c.Close()
+				if d.Next < 0 || d.Next >= resocket.DefaultInitialDelay {
+					t.Fatalf("first retry after %v, want in [0, %v)", d.Next, resocket.DefaultInitialDelay)
+				}
+				if d.Next < resocket.DefaultInitialDelay/2 {
+					early++
+				}
+			}
+			// Uniform in [0, 1 s): all 20 in the upper half has odds of 1 in a million.
+			if early == 0 {
+				t.Fatalf("none of %d first retries fell in [0, %v): the first retry is not jittered", clients, resocket.DefaultInitialDelay/2)
+			}
+		})
+	}
+}
+
+func FuzzParseRetryAfter(f *testing.F) {
+	for _, s := range []string{"0", "120", " 7 ", "Wed, 21 Oct 2015 07:28:00 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "-1", "1e3", "99999999999999999999", ""} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, s string) {
+		d, ok := resocket.ParseRetryAfter(s, now)
+		if !ok && d != 0 {
+			t.Fatalf("%q: %v with ok=false", s, d)
+		}
+		if d < 0 {
+			t.Fatalf("%q: negative delay %v", s, d)
+		}
+	})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/resocket/resocket"
+	"github.com/resocket/resocket/examples/gateway/shard"
 	"github.com/resocket/resocket/resockettest"
 )
 
@@ -304,3 +305,56 @@ func TestWaitIdentify(t *testing.T) {
 type limiterFunc func(context.Context) error
 
 func (f limiterFunc) Wait(ctx context.Context) error { return f(ctx) }
+
+// Three shards sharing one identify limiter identify one per window (the
+// gateway refuses none), while a resume goes through at once.
+func TestIdentifyPacingAcrossShards(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, gatewayRules)
+	const per = 300 * time.Millisecond // a little over the gateway's 250 ms
+	lim := resocket.NewLimiter(1, per)
+	var recs []*recorder
+	for id := 0; id < 3; id++ {
+		_, rec := runShard(t, g, shard.Config{ID: id, Count: 3, IdentifyLimiter: lim})
+		recs = append(recs, rec)
+	}
+	ids := waitRecords(t, g, "identify", 3)
+	for i := 1; i < len(ids); i++ {
+		if gap := ids[i].At.Sub(ids[i-1].At); gap < gatewayRules.IdentifyEvery {
+			t.Fatalf("identifies %v apart, inside the gateway's %v", gap, gatewayRules.IdentifyEvery)
+		}
+	}
+	if n := len(g.Records("identify-too-soon")); n != 0 {
+		t.Fatalf("the gateway refused %d identifies as too soon", n)
+	}
+	// The limiter's window is taken until per after the third identify;
+	// a resume does not wait for it.
+	dropped := ids[0].Shard
+	g.Drop(dropped)
+	res := waitRecords(t, g, "resume", 1)[0]
+	if res.Shard != dropped || res.Path != "/resume" {
+		t.Fatalf("resume %+v, want shard %d at /resume", res, dropped)
+	}
+	if after := res.At.Sub(ids[2].At); after >= per {
+		t.Fatalf("the resume came %v after the last identify: it waited for the identify limiter", after)
+	}
+	if n := countEvents[resocket.IdentifyPaced](recs[dropped]); n != 1 {
+		t.Fatalf("%d IdentifyPaced events on the resumed shard, want 1 (its identify, not its resume)", n)
+	}
+}
+
+// flakyLimiter fails its first Waits, like a shared store that is down.
+type flakyLimiter struct {
+	mu    sync.Mutex
+	fails int
+}
+
+func (f *flakyLimiter) Wait(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fails > 0 {
+		f.fails--
+		return errors.New("store unreachable")
+	}
+	return nil
+}

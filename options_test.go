@@ -1,6 +1,8 @@
 package resocket_test
 
 import (
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,4 +69,44 @@ func TestInvalidURLErrorHidesToken(t *testing.T) {
 			t.Errorf("New(%q) = %v", u, err)
 		}
 	}
+}
+
+// New never panics, dials nothing, and names the problem without the
+// token when it refuses a URL.
+func FuzzNew(f *testing.F) {
+	for _, s := range []string{"wss://gateway.example/?v=10&token=abc", "ws://[::1]:80/", "http://h", "ftp://h/?token=abc", "ws://%zz", "ws://u:pw@h/", "\x7f", "ws://h/?auth=abc#frag"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		c, err := resocket.New(raw)
+		if err != nil {
+			if c != nil || !strings.HasPrefix(err.Error(), "resocket: ") {
+				t.Fatalf("New(%q) = %v, %v", raw, c, err)
+			}
+			// A token value that also occurs in the error's own text (the
+			// redacted URL, the scheme it quotes, a key name...) cannot be
+			// told apart from it: the same URL with other token values
+			// gives that text. Any other must not show.
+			safe := resocket.RedactURL(raw)
+			if u, perr := url.Parse(raw); perr == nil {
+				own := errorWithOtherTokens(u)
+				for name, vals := range u.Query() {
+					if !strings.Contains(strings.ToLower(name), "token") {
+						continue
+					}
+					for _, v := range vals {
+						if len(v) >= 4 && !strings.Contains(safe, v) && !strings.Contains(strconv.Quote(safe), v) &&
+							!strings.Contains(own, v) && strings.Contains(err.Error(), v) {
+							t.Fatalf("error %q shows the token %q", err, v)
+						}
+					}
+				}
+			}
+			return
+		}
+		if c.State() != resocket.StateConnecting {
+			t.Fatalf("new client in %v", c.State())
+		}
+		c.Close()
+	})
 }

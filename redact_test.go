@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -136,4 +137,52 @@ func TestSecretsNeverLeak(t *testing.T) {
 			}
 		})
 	}
+}
+
+// errorWithOtherTokens returns New's error text for u with every token
+// value replaced, or "" when that URL is accepted.
+func errorWithOtherTokens(u *url.URL) string {
+	q := u.Query()
+	for name := range q {
+		if strings.Contains(strings.ToLower(name), "token") {
+			q.Set(name, "otherTokenValue")
+		}
+	}
+	other := *u
+	other.RawQuery = q.Encode()
+	c, err := resocket.New(other.String())
+	if err != nil {
+		return err.Error()
+	}
+	c.Close()
+	return ""
+}
+
+// Redaction hides every credential value, whatever it holds.
+func FuzzRedactURL(f *testing.F) {
+	f.Add("gateway.example", "token", "s3cr3t", "v", "10")
+	f.Add("h", "access_token", "a b&c=d", "x", "")
+	f.Add("h:443", "Signature", "%zz", "api_key", "k")
+	f.Fuzz(func(t *testing.T, host, secretName, secret, otherName, other string) {
+		q := url.Values{secretName: {secret}, otherName: {other}}
+		raw := "wss://" + url.PathEscape(host) + "/p?" + q.Encode()
+		out := resocket.RedactURL(raw)
+		if out == "REDACTED" {
+			return // did not parse: replaced whole
+		}
+		u, err := url.Parse(out)
+		if err != nil {
+			t.Fatalf("RedactURL(%q) = %q, which does not parse: %v", raw, out, err)
+		}
+		lower := strings.ToLower(secretName)
+		for _, c := range []string{"token", "key", "secret", "password", "signature", "auth"} {
+			if strings.Contains(lower, c) {
+				for _, v := range u.Query()[secretName] {
+					if v != "REDACTED" {
+						t.Fatalf("RedactURL(%q) = %q: %s kept %q", raw, out, secretName, v)
+					}
+				}
+			}
+		}
+	})
 }
