@@ -32,12 +32,12 @@ var sizes = []int{16, 1 << 10, 64 << 10}
 // connection; "close" closes with 1012; "hello" (a handshake) gets "ok".
 func benchServer(b *testing.B) *resockettest.Server {
 	b.Helper()
-	srv, err := resockettest.Start()
+	srv, err := resockettest.Start("")
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(srv.Close)
-	srv.SetDefault(resockettest.Script{Steps: []resockettest.Step{resockettest.Do(serveCommands)}})
+	srv.SetDefault(resockettest.Script{Steps: []resockettest.Step{serveCommands}})
 	return srv
 }
 
@@ -395,7 +395,7 @@ func BenchmarkIdle(b *testing.B) {
 func BenchmarkStorm(b *testing.B) {
 	const n = 1000
 	for i := 0; i < b.N; i++ {
-		srv, err := resockettest.Start()
+		srv, err := resockettest.Start("")
 		if err != nil {
 			b.Fatal(err)
 		}

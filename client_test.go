@@ -270,7 +270,7 @@ func TestAbnormalClosureRows(t *testing.T) {
 // A message over our read limit is a fatal 1009 whose error names the option.
 func TestReadLimitIsFatal(t *testing.T) {
 	t.Parallel()
-	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.SendBytes(4096)}})
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.SendLarge(4096)}})
 	c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithReadLimit(1024))...)
 	if err != nil {
 		t.Fatal(err)

@@ -156,7 +156,7 @@ func TestHandlerWritesAndCloses(t *testing.T) {
 	got := make(chan string, 1)
 	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{
 		resockettest.Send("ping"),
-		resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
+		resockettest.Step(func(ctx context.Context, p *resockettest.Peer) error {
 			_, b, err := p.Conn.Read(ctx)
 			got <- string(b)
 			return err

@@ -51,7 +51,7 @@ func TestHostileInvalidUTF8(t *testing.T) {
 	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{
 		resockettest.Send("fine"),
 		resockettest.Raw(resockettest.Frame(0x1, []byte{'b', 'a', 'd', 0xff, 0xfe})),
-		resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
+		resockettest.Step(func(ctx context.Context, p *resockettest.Peer) error {
 			_, _, err := p.Conn.Read(ctx)
 			got <- websocket.CloseStatus(err)
 			return err

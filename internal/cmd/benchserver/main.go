@@ -17,7 +17,7 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9001", "loopback address to listen on")
 	flag.Parse()
-	srv, err := resockettest.StartOn(*addr)
+	srv, err := resockettest.Start(*addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchserver:", err)
 		os.Exit(1)
