@@ -114,7 +114,7 @@ func TestCloseFromEveryState(t *testing.T) {
 	t.Run("open-sends-1000", func(t *testing.T) {
 		t.Parallel()
 		got := make(chan websocket.StatusCode, 1)
-		srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
+		srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Step(func(ctx context.Context, p *resockettest.Peer) error {
 			_, _, err := p.Conn.Read(ctx)
 			got <- websocket.CloseStatus(err)
 			return err
@@ -237,7 +237,7 @@ func TestCloseWithBadInputAndStates(t *testing.T) {
 	// On an open socket the server sees the code; from many goroutines,
 	// the first wins and all return.
 	got := make(chan websocket.StatusCode, 1)
-	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Step(func(ctx context.Context, p *resockettest.Peer) error {
 		_, _, err := p.Conn.Read(ctx)
 		got <- websocket.CloseStatus(err)
 		return err

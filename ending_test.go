@@ -28,7 +28,7 @@ func TestCloseFrameOutlivesAFailedWrite(t *testing.T) {
 			srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{
 				resockettest.Send("a", "b"),
 				resockettest.Raw(resockettest.Frame(0x8, payload)),
-				resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
+				resockettest.Step(func(ctx context.Context, p *resockettest.Peer) error {
 					err := resockettest.Reset()(ctx, p)
 					close(reset)
 					return err

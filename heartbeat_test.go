@@ -368,7 +368,7 @@ func TestPingTimeoutOnTheClock(t *testing.T) {
 func TestSlowReadConsumerThatAcksIsNotAZombie(t *testing.T) {
 	const beats = 15
 	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{
-		resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
+		resockettest.Step(func(ctx context.Context, p *resockettest.Peer) error {
 			for i := 0; i < beats; i++ { // each beat: 40 messages, then its ACK
 				if _, _, err := p.Conn.Read(ctx); err != nil {
 					return err

@@ -61,7 +61,7 @@ type identifyServer struct {
 func (g *identifyServer) script(helloDelay time.Duration) resockettest.Script {
 	return resockettest.Script{Steps: []resockettest.Step{
 		resockettest.Sleep(helloDelay), resockettest.Send("hello"),
-		resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
+		resockettest.Step(func(ctx context.Context, p *resockettest.Peer) error {
 			for {
 				_, b, err := p.Conn.Read(ctx)
 				if err != nil {

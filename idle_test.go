@@ -77,7 +77,7 @@ func TestIdleLimitReArmedByTraffic(t *testing.T) {
 	for name, h := range paths() {
 		t.Run(name+"/messages", func(t *testing.T) {
 			srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{
-				resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
+				resockettest.Step(func(ctx context.Context, p *resockettest.Peer) error {
 					for i := 0; i < 25; i++ {
 						if err := p.Conn.Write(ctx, websocket.MessageText, []byte("tick")); err != nil {
 							return err

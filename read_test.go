@@ -259,7 +259,7 @@ func TestHandlerWritesAndCloses(t *testing.T) {
 	got := make(chan string, 1)
 	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{
 		resockettest.Send("ping"),
-		resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
+		resockettest.Step(func(ctx context.Context, p *resockettest.Peer) error {
 			_, b, err := p.Conn.Read(ctx)
 			got <- string(b)
 			return err
@@ -338,7 +338,7 @@ func TestHostileInvalidUTF8(t *testing.T) {
 	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{
 		resockettest.Send("fine"),
 		resockettest.Raw(resockettest.Frame(0x1, []byte{'b', 'a', 'd', 0xff, 0xfe})),
-		resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
+		resockettest.Step(func(ctx context.Context, p *resockettest.Peer) error {
 			_, _, err := p.Conn.Read(ctx)
 			got <- websocket.CloseStatus(err)
 			return err
@@ -393,7 +393,7 @@ func TestHostileFlood(t *testing.T) {
 // A message over our read limit is a fatal 1009 whose error names the option.
 func TestReadLimitIsFatal(t *testing.T) {
 	t.Parallel()
-	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.SendBytes(4096)}})
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.SendLarge(4096)}})
 	c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithReadLimit(1024))...)
 	if err != nil {
 		t.Fatal(err)

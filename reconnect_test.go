@@ -28,7 +28,7 @@ func TestReconnect(t *testing.T) {
 		t.Run(row.action.String(), func(t *testing.T) {
 			t.Parallel()
 			got := make(chan websocket.StatusCode, 1)
-			srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
+			srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Step(func(ctx context.Context, p *resockettest.Peer) error {
 				_, _, err := p.Conn.Read(ctx)
 				got <- websocket.CloseStatus(err)
 				return err

@@ -123,7 +123,7 @@ func TestWriteWaitingItsTurnLeavesTheSocketUp(t *testing.T) {
 	const big = 32 << 20 // more than loopback's buffers hold: the write stalls
 	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{
 		resockettest.Sleep(2 * time.Second), // not reading yet
-		resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
+		resockettest.Step(func(ctx context.Context, p *resockettest.Peer) error {
 			for _, want := range []int{big, len("after")} {
 				_, b, err := p.Conn.Read(ctx)
 				if err != nil {
@@ -300,7 +300,7 @@ func TestWriteCutWhileTheServerPingsSaysSo(t *testing.T) {
 	payload := make([]byte, big)
 	for round := 0; round < 8; round++ {
 		srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{
-			resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
+			resockettest.Step(func(ctx context.Context, p *resockettest.Peer) error {
 				// A ping every 20 ms, written raw: coder/websocket's own Ping
 				// closes the socket when its ctx ends mid-write, and a server
 				// goroutine held up 20 ms on a loaded machine then reset the

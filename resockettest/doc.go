@@ -10,10 +10,18 @@
 // hold. It records what each connection received, its URL path and query,
 // and the mode it identified in.
 //
+// For a gateway whose state spans connections (sessions, sequence
+// numbers, replay after a resume), SetHandler serves every connection
+// with one func instead, given a Peer whose methods are the same faults:
+// Accept or Reject the upgrade, Send, Read, Close, Reset, Hangup, Silent,
+// Raw. The state lives in the func's closure.
+//
 // Proxy is a TCP proxy beside it that adds latency, throttles, black-holes,
 // half-closes or resets the path, switchable while connections are live.
 //
-// Both end with the test (NewServer, NewProxy) and leave no goroutine
-// behind. The package depends only on the standard library and
+// In a test, NewServer and NewProxy start them and close them when the
+// test ends, leaving no goroutine behind; elsewhere (an example, a
+// program) Start and StartProxy do, and the caller closes them. The
+// package depends only on the standard library and
 // github.com/coder/websocket.
 package resockettest

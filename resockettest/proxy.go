@@ -203,86 +203,108 @@ type chunk struct {
 
 // pipe copies src to dst through the connection's settings: a reader that
 // stamps each chunk with its due time, a writer that waits for it and
-// paces by bandwidth.
+// paces by bandwidth. What ends src ends dst the same way, after the
+// bytes before it: a FIN as a FIN, anything else as a reset.
 func (p *Proxy) pipe(c *ProxyConn, src, dst net.Conn) {
 	defer p.wg.Done()
 	queue := make(chan chunk, 64)
-	writerDone := make(chan struct{})
-	var err error // how src ended; the writer reads it once queue is closed
-	go func() {
-		defer close(writerDone)
-		for ch := range queue {
-			if wait := time.Until(ch.due); wait > 0 {
-				select {
-				case <-time.After(wait):
-				case <-c.done:
-					return
-				}
-			}
-			s := c.settings.Load()
-			if s.Blackhole {
-				continue
-			}
-			if s.Bandwidth > 0 { // a chunk arrives once its bytes had time to cross
-				select {
-				case <-time.After(time.Duration(len(*ch.b)) * time.Second / time.Duration(s.Bandwidth)):
-				case <-c.done:
-					return
-				}
-			}
-			_, err := dst.Write(*ch.b)
-			chunkPool.Put(ch.b)
-			if err != nil { // that side is gone: so is the connection
-				c.Reset()
-				return
-			}
-		}
-		if tc, ok := dst.(*net.TCPConn); ok && err == io.EOF && !c.settings.Load().Blackhole {
-			tc.CloseWrite() // pass the FIN on; a black hole swallows it too
-		}
-	}()
-	buf := make([]byte, 32<<10)
-	for {
-		s := c.settings.Load()
-		n := len(buf)
-		if s.Bandwidth > 0 { // small chunks, so that pacing is smooth
-			n = min(n, max(s.Bandwidth/10, 1))
-		}
-		var k int
-		k, err = src.Read(buf[:n])
-		if k > 0 {
-			s = c.settings.Load()
-			if !s.Blackhole {
-				select {
-				case queue <- chunk{due: time.Now().Add(s.Latency), b: pooled(buf[:k])}:
-				case <-c.done:
-				}
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
+	drained := make(chan bool, 1)
+	go func() { drained <- c.forward(queue, dst) }()
+	err := c.readChunks(src, queue)
 	if err != io.EOF {
 		// A reset passes on after the bytes read before it, given a
 		// second to go out.
 		dst.SetWriteDeadline(time.Now().Add(time.Second))
 	}
 	close(queue)
-	<-writerDone
+	if <-drained && err == io.EOF && !c.settings.Load().Blackhole {
+		if tc, ok := dst.(*net.TCPConn); ok {
+			tc.CloseWrite() // pass the FIN on; a black hole swallows it too
+		}
+	}
 	if err != io.EOF {
 		c.Reset()
 	}
 	if c.pipes.Add(-1) == 0 {
-		c.client.Close()
-		c.server.Close()
-		p.mu.Lock()
-		for i, x := range p.conns {
-			if x == c {
-				p.conns = append(p.conns[:i], p.conns[i+1:]...)
-				break
+		p.remove(c)
+	}
+}
+
+// readChunks reads src into queue until src ends, and returns how it
+// ended.
+func (c *ProxyConn) readChunks(src net.Conn, queue chan<- chunk) error {
+	buf := make([]byte, 32<<10)
+	for {
+		n := len(buf)
+		if bw := c.settings.Load().Bandwidth; bw > 0 { // small chunks, so that pacing is smooth
+			n = min(n, max(bw/10, 1))
+		}
+		k, err := src.Read(buf[:n])
+		if s := c.settings.Load(); k > 0 && !s.Blackhole {
+			select {
+			case queue <- chunk{due: time.Now().Add(s.Latency), b: pooled(buf[:k])}:
+			case <-c.done:
 			}
 		}
-		p.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// forward writes the queued chunks to dst, each once it is due and paced
+// by bandwidth. It reports whether it wrote them all: false when the
+// connection was reset or dst could not be written (which resets it).
+func (c *ProxyConn) forward(queue <-chan chunk, dst net.Conn) bool {
+	for ch := range queue {
+		if !c.wait(time.Until(ch.due)) {
+			return false
+		}
+		s := c.settings.Load()
+		if s.Blackhole {
+			chunkPool.Put(ch.b)
+			continue
+		}
+		if s.Bandwidth > 0 && // a chunk arrives once its bytes had time to cross
+			!c.wait(time.Duration(len(*ch.b))*time.Second/time.Duration(s.Bandwidth)) {
+			return false
+		}
+		_, err := dst.Write(*ch.b)
+		chunkPool.Put(ch.b)
+		if err != nil { // that side is gone: so is the connection
+			c.Reset()
+			return false
+		}
+	}
+	return true
+}
+
+// wait waits d, or less if the connection is reset; it reports whether d
+// passed.
+func (c *ProxyConn) wait(d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.done:
+		return false
+	}
+}
+
+// remove forgets c once both directions ended.
+func (p *Proxy) remove(c *ProxyConn) {
+	c.client.Close()
+	c.server.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, x := range p.conns {
+		if x == c {
+			p.conns = append(p.conns[:i], p.conns[i+1:]...)
+			return
+		}
 	}
 }

@@ -1,112 +1,24 @@
 package resockettest
 
 import (
-	"bufio"
 	"context"
-	"crypto/sha1"
-	"encoding/base64"
-	"errors"
-	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/coder/websocket"
 )
 
-// Script is what the server does with one connection: answer the upgrade
-// (after Delay, with Status, Header and Body instead of upgrading, or with
-// a broken 101), then run Steps on the socket. The zero Script upgrades
-// and holds the socket, answering pings, until the client leaves.
-type Script struct {
-	// Delay waits before answering the upgrade.
-	Delay time.Duration
-	// Status, when not 0, answers the upgrade with this HTTP status,
-	// Header and Body instead of upgrading.
-	Status int
-	Header http.Header
-	Body   string
-	// BadAccept answers 101 with a wrong Sec-WebSocket-Accept.
-	BadAccept bool
-	// ResetUpgrade answers the upgrade request with a TCP reset: the
-	// client sees a network error and no response.
-	ResetUpgrade bool
-	// Trickle answers a valid 101 one byte per Trickle, then hangs up: a
-	// slow-trickle upgrade.
-	Trickle time.Duration
-	// Steps run in order on the upgraded socket: the server side of a
-	// handshake (Do, ReadMode), messages (Send), and an ending (Close,
-	// Reset, Hangup, Silent, Echo). When they end with the socket still
-	// open, the server holds it, reading (answering pings, recording
-	// nothing) until the client goes away. A Step that returns an error
-	// ends the socket.
-	Steps []Step
-}
-
-// Step is one scripted action on an upgraded socket. Any
-// func(ctx, *Peer) error is a Step; ctx ends when the server closes.
-type Step func(ctx context.Context, p *Peer) error
-
-// Peer is the server side of one upgraded connection.
-type Peer struct {
-	Conn *websocket.Conn
-	TCP  net.Conn
-	Info *ConnInfo
-}
-
-// ConnInfo records one connection.
-type ConnInfo struct {
-	Index  int         // 1 for the first connection
-	Header http.Header // the upgrade request's headers
-	URL    string      // the request URI: path and query
-	Path   string      // the URL's path
-	Query  url.Values  // the URL's query
-
-	mu       sync.Mutex
-	received []string
-	mode     string
-}
-
-// Mode returns what SetMode or ReadMode recorded: the mode in which the
-// client identified on this connection.
-func (c *ConnInfo) Mode() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.mode
-}
-
-// SetMode records the mode in which the client identified on this
-// connection; call it from a handshake Step.
-func (c *ConnInfo) SetMode(mode string) {
-	c.mu.Lock()
-	c.mode = mode
-	c.mu.Unlock()
-}
-
-// Received returns the messages the steps read from the client so far
-// (Read, ReadMode, Echo), in order.
-func (c *ConnInfo) Received() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]string(nil), c.received...)
-}
-
-func (c *ConnInfo) record(m string) {
-	c.mu.Lock()
-	c.received = append(c.received, m)
-	c.mu.Unlock()
-}
-
-// Server is a WebSocket server on 127.0.0.1 that follows a Script per
-// connection. Scripts are taken one per connection, in the order given
-// (to NewServer, Start or Queue); a connection that finds none left
-// follows the default Script, which echoes until the client leaves (see
-// SetDefault and SetPlanner). All its methods are safe for concurrent use.
+// Server is a WebSocket server on 127.0.0.1 (or Start's address). Each
+// connection takes the next queued Script (given to NewServer, Start or
+// Queue); once the queue is empty, connections go to the server's
+// handler, which by default echoes until the client leaves. SetDefault,
+// SetPlanner and SetHandler each replace that handler.
+//
+// Connections are served concurrently, each on its own goroutine. All
+// methods are safe for concurrent use, also from handlers and Steps,
+// except Close there: it waits for every handler to return.
 type Server struct {
-	// URL is ws://127.0.0.1:port/.
+	// URL is ws://host:port/.
 	URL string
 
 	ln     net.Listener
@@ -115,23 +27,28 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	plans   []Script
-	def     Script
-	planner func(r *http.Request, index int) Script
-	conns   []*ConnInfo
-	count   int
-	tcp     map[net.Conn]struct{}
-	closed  bool
+	mu       sync.Mutex
+	queue    []Script
+	handler  func(ctx context.Context, p *Peer) error
+	unkept   bool                        // SetRecording(false)
+	observe  func(c *ConnInfo, m []byte) // OnReceive
+	conns    []*ConnInfo
+	accepted int
+	tcp      map[net.Conn]struct{}
+	closed   bool
 }
+
+// echoScript is what a connection gets when nothing else was said.
+var echoScript = Script{Steps: []Step{Echo()}}
 
 type connKey struct{}
 
-// NewServer starts a Server with scripts, closed when the test ends (with
-// no goroutine left); it fails the test if it cannot listen.
+// NewServer starts a Server on 127.0.0.1 with scripts, closed when the
+// test ends (with no goroutine left); it fails the test if it cannot
+// listen.
 func NewServer(t testing.TB, scripts ...Script) *Server {
 	t.Helper()
-	s, err := Start(scripts...)
+	s, err := Start("", scripts...)
 	if err != nil {
 		t.Fatalf("resockettest: %v", err)
 	}
@@ -139,46 +56,36 @@ func NewServer(t testing.TB, scripts ...Script) *Server {
 	return s
 }
 
-// Start listens on 127.0.0.1 on a free port and serves scripts. The
-// caller must Close it.
-func Start(scripts ...Script) (*Server, error) {
-	return StartOn("127.0.0.1:0", scripts...)
-}
-
-// StartOn listens on addr (a loopback address) and serves scripts. The
-// caller must Close it.
-func StartOn(addr string, scripts ...Script) (*Server, error) {
+// Start starts a Server outside a test (an example, a program): it
+// listens on addr, host:port as for net.Listen, or 127.0.0.1 on a free
+// port when addr is "", and serves scripts. The caller must Close it.
+func Start(addr string, scripts ...Script) (*Server, error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		URL:    "ws://" + ln.Addr().String() + "/",
-		ln:     ln,
-		ctx:    ctx,
-		cancel: cancel,
-		def:    Script{Steps: []Step{Echo()}},
-		plans:  scripts,
-		tcp:    map[net.Conn]struct{}{},
+		URL:     "ws://" + ln.Addr().String() + "/",
+		ln:      ln,
+		ctx:     ctx,
+		cancel:  cancel,
+		handler: echoScript.serve,
+		queue:   scripts,
+		tcp:     map[net.Conn]struct{}{},
 	}
 	s.http = &http.Server{
 		Handler:     http.HandlerFunc(s.serve),
 		BaseContext: func(net.Listener) context.Context { return ctx },
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			s.mu.Lock()
-			s.tcp[c] = struct{}{}
-			s.mu.Unlock()
-			return context.WithValue(ctx, connKey{}, c)
-		},
+		ConnContext: s.track,
 		ConnState: func(c net.Conn, st http.ConnState) {
 			if st == http.StateClosed {
-				s.mu.Lock()
-				delete(s.tcp, c)
-				s.mu.Unlock()
+				s.untrack(c)
 			}
 		},
-		ErrorLog: nil,
 	}
 	s.wg.Add(1)
 	go func() {
@@ -188,6 +95,20 @@ func StartOn(addr string, scripts ...Script) (*Server, error) {
 	return s, nil
 }
 
+// track keeps c for DropAll and hands it to the request's handler.
+func (s *Server) track(ctx context.Context, c net.Conn) context.Context {
+	s.mu.Lock()
+	s.tcp[c] = struct{}{}
+	s.mu.Unlock()
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+func (s *Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.tcp, c)
+	s.mu.Unlock()
+}
+
 // Addr returns the listening address, host:port.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
@@ -195,39 +116,86 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // queued.
 func (s *Server) Queue(scripts ...Script) {
 	s.mu.Lock()
-	s.plans = append(s.plans, scripts...)
+	s.queue = append(s.queue, scripts...)
 	s.mu.Unlock()
 }
 
-// SetDefault sets the Script for connections that find the queue empty:
-// the last Script, repeated, for a server that should answer every
-// connection alike.
-func (s *Server) SetDefault(p Script) {
-	s.mu.Lock()
-	s.def = p
-	s.mu.Unlock()
-}
+// SetDefault makes every connection that finds the queue empty follow p:
+// the last Script, repeated, for a server that answers every connection
+// alike.
+func (s *Server) SetDefault(p Script) { s.setHandler(p.serve) }
 
 // SetPlanner makes every connection that finds the queue empty ask f for
 // its Script, with the upgrade request and the connection's index (from
-// 1). f is called with the server's lock held and must not call the
-// server. Connections planned this way keep no records (Conns), so that
-// a long soak does not grow.
+// 1). f is called on the connection's goroutine, concurrently for
+// different connections. nil restores the default, an echo.
 func (s *Server) SetPlanner(f func(r *http.Request, index int) Script) {
+	if f == nil {
+		s.setHandler(nil)
+		return
+	}
+	s.setHandler(func(ctx context.Context, p *Peer) error {
+		return f(p.Request, p.Info.Index).serve(ctx, p)
+	})
+}
+
+// SetHandler makes h serve every connection that finds the queue empty:
+// the stateful mode, for a gateway whose sessions, sequence numbers and
+// replays span connections. h gets the Peer before the upgrade is
+// answered: it calls p.Accept (or answers with an upgrade fault), then
+// plays the connection with the Peer's methods and any Step; p.Info.Index
+// and p.Request tell which connection it is.
+//
+// Handlers of different connections run concurrently, each on its
+// connection's goroutine (p.Info.Index numbers the connections in the
+// order they arrived): state they share lives in h's closure and needs a
+// mutex. ctx ends when the server closes, and h must return then. When h returns nil with the socket
+// open, the server holds it as it holds a Script's, until the client
+// leaves; an error ends the socket. An upgrade h left unanswered gets a
+// 500 that says so. nil restores the default, an echo.
+func (s *Server) SetHandler(h func(ctx context.Context, p *Peer) error) { s.setHandler(h) }
+
+func (s *Server) setHandler(h func(ctx context.Context, p *Peer) error) {
+	if h == nil {
+		h = echoScript.serve
+	}
 	s.mu.Lock()
-	s.planner = f
+	s.handler = h
 	s.mu.Unlock()
 }
 
-// Conns returns the connections seen so far, in order.
+// SetRecording turns the server's records on (the default) or off for
+// connections that arrive from then on. On, the server keeps every
+// connection's ConnInfo (Conns, Modes) and every message read from it
+// (ConnInfo.Received), whatever serves it. Off, it keeps nothing, so that
+// a soak does not grow with its connections: Accepted still counts, and
+// each Peer still has its Info, which receives nothing.
+func (s *Server) SetRecording(on bool) {
+	s.mu.Lock()
+	s.unkept = !on
+	s.mu.Unlock()
+}
+
+// OnReceive makes the server call f with every message read from a
+// connection that arrives from then on (where Received would keep it),
+// whether or not the server records: a soak checks what it needs and
+// keeps nothing. f runs on the connection's goroutine, concurrently for
+// different connections; m is valid only during the call. nil removes it.
+func (s *Server) OnReceive(f func(c *ConnInfo, m []byte)) {
+	s.mu.Lock()
+	s.observe = f
+	s.mu.Unlock()
+}
+
+// Conns returns the connections recorded so far, in order.
 func (s *Server) Conns() []*ConnInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]*ConnInfo(nil), s.conns...)
 }
 
-// Modes returns the mode each connection recorded (SetMode, ReadMode), in
-// order; "" for a connection that recorded none.
+// Modes returns the mode each recorded connection identified in (SetMode,
+// ReadMode), in order; "" for a connection that recorded none.
 func (s *Server) Modes() []string {
 	var out []string
 	for _, c := range s.Conns() {
@@ -236,11 +204,12 @@ func (s *Server) Modes() []string {
 	return out
 }
 
-// Accepted returns how many connections reached the handler.
+// Accepted returns how many upgrade requests the server took, answered or
+// not, recorded or not.
 func (s *Server) Accepted() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.conns) + s.count
+	return s.accepted
 }
 
 // DropAll resets every open TCP connection, as a crashing server would.
@@ -253,7 +222,7 @@ func (s *Server) DropAll() {
 }
 
 // Close stops the server, resets every connection and waits for every
-// handler to return.
+// handler to return. It may be called more than once.
 func (s *Server) Close() {
 	s.mu.Lock()
 	if s.closed {
@@ -268,337 +237,50 @@ func (s *Server) Close() {
 	s.wg.Wait()
 }
 
+// serve runs one connection's handler, then holds or closes its socket.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return
-	}
-	s.wg.Add(1)
-	defer s.wg.Done()
-	info := &ConnInfo{Index: len(s.conns) + s.count + 1, Header: r.Header.Clone(), URL: r.RequestURI,
-		Path: r.URL.Path, Query: r.URL.Query()}
-	plan := s.def
-	switch {
-	case len(s.plans) > 0:
-		plan, s.plans = s.plans[0], s.plans[1:]
-	case s.planner != nil:
-		plan = s.planner(r, info.Index)
-	}
-	if s.planner == nil {
-		s.conns = append(s.conns, info)
-	} else {
-		s.count++ // a planned soak keeps no per-connection records
-	}
-	s.mu.Unlock()
-
-	ctx := s.ctx
-	if !sleep(ctx, plan.Delay) {
-		return
-	}
 	tcp, _ := r.Context().Value(connKey{}).(net.Conn)
-	defer func() {
-		s.mu.Lock()
-		delete(s.tcp, tcp)
-		s.mu.Unlock()
-	}()
-	switch {
-	case plan.Status != 0:
-		for k, v := range plan.Header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(plan.Status)
-		fmt.Fprint(w, plan.Body)
-		return
-	case plan.ResetUpgrade:
-		if hj, ok := w.(http.Hijacker); ok {
-			if c, _, err := hj.Hijack(); err == nil {
-				reset(c)
-			}
-		}
-		return
-	case plan.BadAccept:
-		s.rawUpgrade(ctx, w, "not-the-right-accept-key", 0)
-		return
-	case plan.Trickle > 0:
-		s.rawUpgrade(ctx, w, acceptKey(r.Header.Get("Sec-WebSocket-Key")), plan.Trickle)
-		return
-	}
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
-	if err != nil {
-		return
-	}
-	conn.SetReadLimit(-1)
-	defer conn.CloseNow()
-	p := &Peer{Conn: conn, TCP: tcp, Info: info}
-	for _, step := range plan.Steps {
-		if err := step(ctx, p); err != nil {
-			return
-		}
-	}
-	// Keep the socket up, answering pings, until the client leaves.
-	for {
-		if _, _, err := conn.Read(ctx); err != nil {
-			return
-		}
-	}
-}
-
-// rawUpgrade writes a 101 response by hand with the given accept key, one
-// byte per trickle when trickle > 0, then holds the connection until the
-// client hangs up or the server closes.
-func (s *Server) rawUpgrade(ctx context.Context, w http.ResponseWriter, accept string, trickle time.Duration) {
-	hj, ok := w.(http.Hijacker)
+	p, h, ok := s.admit(w, r, tcp)
 	if !ok {
 		return
 	}
-	c, brw, err := hj.Hijack()
-	if err != nil {
-		return
-	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
-	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Accept: " + accept + "\r\n\r\n"
-	if trickle == 0 {
-		// Hang up after the response: a client reading a body after the
-		// bad 101 sees its end at once.
-		brw.WriteString(resp)
-		brw.Flush()
-		return
-	} else {
-		for i := 0; i < len(resp); i++ {
-			if _, err := c.Write([]byte{resp[i]}); err != nil || !sleep(ctx, trickle) {
-				return
-			}
+	defer s.wg.Done()
+	var err error
+	returned := false
+	defer func() {
+		conn, taken := p.end(err)
+		if taken { // net/http no longer sees this connection close
+			s.untrack(tcp)
 		}
-	}
-	bufio.NewReader(c).WriteTo(discard{})
-}
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
-func acceptKey(key string) string {
-	h := sha1.New()
-	h.Write([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-	return base64.StdEncoding.EncodeToString(h.Sum(nil))
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// reset closes c with an RST instead of a FIN.
-func reset(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetLinger(0)
-	}
-	c.Close()
-}
-
-var errStop = errors.New("resockettest: socket ended by the script")
-
-// Send sends each message as text.
-func Send(msgs ...string) Step {
-	return func(ctx context.Context, p *Peer) error {
-		for _, m := range msgs {
-			if err := p.Conn.Write(ctx, websocket.MessageText, []byte(m)); err != nil {
-				return err
-			}
+		if conn == nil {
+			return
 		}
-		return nil
-	}
-}
-
-// SendN sends n text messages, fmt.Sprintf(format, i) for i from 1 to n.
-func SendN(n int, format string) Step {
-	return func(ctx context.Context, p *Peer) error {
-		for i := 1; i <= n; i++ {
-			if err := p.Conn.Write(ctx, websocket.MessageText, []byte(fmt.Sprintf(format, i))); err != nil {
-				return err
-			}
+		if returned && err == nil {
+			hold(s.ctx, conn)
 		}
-		return nil
-	}
+		conn.CloseNow()
+	}()
+	err = h(s.ctx, p)
+	returned = true
 }
 
-// SendBytes sends one binary message of n bytes.
-func SendBytes(n int) Step {
-	return func(ctx context.Context, p *Peer) error {
-		return p.Conn.Write(ctx, websocket.MessageBinary, make([]byte, n))
+// admit numbers and records a connection and picks what serves it.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, tcp net.Conn) (*Peer, func(context.Context, *Peer) error, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, nil, false
 	}
-}
-
-// ReadMode reads one message, the client's handshake saying which mode it
-// identifies in, and records it as the connection's mode (see Modes).
-func ReadMode() Step {
-	return func(ctx context.Context, p *Peer) error {
-		_, b, err := p.Conn.Read(ctx)
-		if err != nil {
-			return err
-		}
-		p.Info.record(string(b))
-		p.Info.SetMode(string(b))
-		return nil
+	s.wg.Add(1)
+	s.accepted++
+	info := &ConnInfo{Index: s.accepted, Header: r.Header.Clone(), URL: r.RequestURI,
+		Path: r.URL.Path, Query: r.URL.Query(), keep: !s.unkept, observe: s.observe}
+	if info.keep {
+		s.conns = append(s.conns, info)
 	}
-}
-
-// Read reads n messages from the client and records them.
-func Read(n int) Step {
-	return func(ctx context.Context, p *Peer) error {
-		for i := 0; i < n; i++ {
-			_, b, err := p.Conn.Read(ctx)
-			if err != nil {
-				return err
-			}
-			p.Info.record(string(b))
-		}
-		return nil
+	h := s.handler
+	if len(s.queue) > 0 {
+		h, s.queue = s.queue[0].serve, s.queue[1:]
 	}
-}
-
-// Close sends a close frame with code and reason and waits briefly for
-// the client's answer.
-func Close(code websocket.StatusCode, reason string) Step {
-	return func(ctx context.Context, p *Peer) error {
-		p.Conn.Close(code, reason)
-		return errStop
-	}
-}
-
-// Reset drops the TCP connection with an RST, without a close frame.
-func Reset() Step {
-	return func(ctx context.Context, p *Peer) error {
-		reset(p.TCP)
-		return errStop
-	}
-}
-
-// Hangup closes the TCP connection with a FIN, without a close frame.
-func Hangup() Step {
-	return func(ctx context.Context, p *Peer) error {
-		p.TCP.Close()
-		return errStop
-	}
-}
-
-// Silent stops reading, so that pings are never answered, and keeps the
-// TCP connection open for d (until the server closes when d is 0), then
-// hangs up.
-func Silent(d time.Duration) Step {
-	return func(ctx context.Context, p *Peer) error {
-		if d == 0 {
-			<-ctx.Done()
-		} else {
-			sleep(ctx, d)
-		}
-		return errStop
-	}
-}
-
-// Sleep waits d while not reading.
-func Sleep(d time.Duration) Step {
-	return func(ctx context.Context, p *Peer) error {
-		if !sleep(ctx, d) {
-			return ctx.Err()
-		}
-		return nil
-	}
-}
-
-// Echo records and sends back every message until the client goes away.
-func Echo() Step { return EchoN(-1) }
-
-// Raw writes bytes straight to the TCP connection, for frames that break
-// the protocol.
-func Raw(b []byte) Step {
-	return func(ctx context.Context, p *Peer) error {
-		_, err := p.TCP.Write(b)
-		return err
-	}
-}
-
-// Do runs f, for anything the other steps do not cover.
-func Do(f func(ctx context.Context, p *Peer) error) Step { return f }
-
-// EchoN echoes n messages (all of them when n < 0), recording them, then
-// goes on to the next step.
-func EchoN(n int) Step {
-	return func(ctx context.Context, p *Peer) error {
-		for i := 0; n < 0 || i < n; i++ {
-			typ, b, err := p.Conn.Read(ctx)
-			if err != nil {
-				return err
-			}
-			p.Info.record(string(b))
-			if err := p.Conn.Write(ctx, typ, b); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-}
-
-// EchoThen echoes (and records) messages for d, then runs fault, which is
-// expected to end the socket.
-func EchoThen(d time.Duration, fault Step) Step {
-	return func(ctx context.Context, p *Peer) error {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			Echo()(ctx, p)
-		}()
-		sleep(ctx, d)
-		err := fault(ctx, p)
-		p.Conn.CloseNow()
-		<-done
-		return err
-	}
-}
-
-// SendLarge sends one binary message of n bytes, streamed from a small
-// buffer so that the server itself holds little memory.
-func SendLarge(n int) Step {
-	return func(ctx context.Context, p *Peer) error {
-		w, err := p.Conn.Writer(ctx, websocket.MessageBinary)
-		if err != nil {
-			return err
-		}
-		buf := make([]byte, 32<<10)
-		for n > 0 {
-			k := min(n, len(buf))
-			if _, err := w.Write(buf[:k]); err != nil {
-				return err
-			}
-			n -= k
-		}
-		return w.Close()
-	}
-}
-
-// Frame returns a single unmasked server frame with FIN set, for Raw.
-func Frame(opcode byte, payload []byte) []byte {
-	b := []byte{0x80 | opcode}
-	switch n := len(payload); {
-	case n < 126:
-		b = append(b, byte(n))
-	case n < 1<<16:
-		b = append(b, 126, byte(n>>8), byte(n))
-	default:
-		b = append(b, 127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	return append(b, payload...)
+	return &Peer{TCP: tcp, Info: info, Request: r, w: w}, h, true
 }

@@ -91,12 +91,12 @@ func TestStepsAndRecords(t *testing.T) {
 		resockettest.ReadMode(),
 		resockettest.Send("a", "b"),
 		resockettest.SendN(2, "n%d"),
-		resockettest.SendBytes(3),
+		resockettest.SendLarge(3),
 		resockettest.SendLarge(100<<10),
 		resockettest.Read(1),
 		resockettest.EchoN(1),
-		resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
-			return p.Conn.Write(ctx, websocket.MessageText, []byte("from Do, on "+p.Info.Path))
+		resockettest.Step(func(ctx context.Context, p *resockettest.Peer) error {
+			return p.Conn.Write(ctx, websocket.MessageText, []byte("from a func, on "+p.Info.Path))
 		}),
 		resockettest.Close(4003, "session invalidated"),
 	))
@@ -123,12 +123,17 @@ func TestStepsAndRecords(t *testing.T) {
 	if m, _ := read(t, c); m != "echo me" {
 		t.Fatalf("echo: %q", m)
 	}
-	if m, _ := read(t, c); m != "from Do, on /gateway" {
-		t.Fatalf("Do: %q", m)
+	if m, _ := read(t, c); m != "from a func, on /gateway" {
+		t.Fatalf("func step: %q", m)
 	}
 	if _, err := read(t, c); websocket.CloseStatus(err) != 4003 {
 		t.Fatalf("close: %v", err)
 	}
+	checkRecords(t, srv)
+}
+
+func checkRecords(t *testing.T, srv *resockettest.Server) {
+	t.Helper()
 	info := srv.Conns()[0]
 	if info.Index != 1 || info.Path != "/gateway" || info.Query.Get("encoding") != "json" || info.URL != "/gateway?v=10&encoding=json" {
 		t.Fatalf("records: %+v", info)
@@ -264,6 +269,13 @@ func TestProxy(t *testing.T) {
 		t.Fatalf("Conns = %d", len(p.Conns()))
 	}
 	p.Last().Reset()
+}
+
+// The proxy half-closes, changes its default and closes, more than once.
+func TestProxyHalfCloseAndClose(t *testing.T) {
+	t.Parallel()
+	srv := resockettest.NewServer(t)
+	p := resockettest.NewProxy(t, srv.Addr())
 	c2, _, err := dial(t, p.URL)
 	if err != nil {
 		t.Fatal(err)

@@ -33,7 +33,7 @@ func run() error {
 	seed := flag.Uint64("seed", uint64(time.Now().UnixNano()), "random seed")
 	flag.Parse()
 
-	srv, err := resockettest.Start()
+	srv, err := resockettest.Start("")
 	if err != nil {
 		return err
 	}

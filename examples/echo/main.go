@@ -35,7 +35,7 @@ func run() error {
 
 	local := *url == ""
 	if local {
-		srv, err := resockettest.Start()
+		srv, err := resockettest.Start("")
 		if err != nil {
 			return err
 		}

@@ -157,7 +157,9 @@ type runner struct {
 }
 
 // Run runs the chaos and returns its report. The server must have no
-// other plans queued; Run installs its planner.
+// other plans queued; Run installs its planner and its check of the
+// replies (OnReceive), and turns the server's records off: a soak must not
+// grow with its connections.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Server == nil {
 		return nil, errors.New("chaos: no server")
@@ -170,6 +172,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.report.Actions = map[resocket.Action]int{}
 	r.report.GoroutinesBefore = runtime.NumGoroutine()
 	r.endHeap = make(chan struct{})
+	cfg.Server.SetRecording(false)
+	cfg.Server.OnReceive(countMisrouted)
 	cfg.Server.SetPlanner(r.plan)
 	misroutedBefore := misrouted.Load()
 
@@ -205,6 +209,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	wg.Wait()
 	cancel()
 	cfg.Server.SetPlanner(nil)
+	cfg.Server.OnReceive(nil)
 
 	rep := &r.report
 	rep.Clients = int(nextID.Load())
@@ -249,7 +254,7 @@ func (r *runner) plan(req *http.Request, index int) resockettest.Script {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if id == 0 || r.pending == nil || !r.active[id] || r.injected.Load() >= int64(r.cfg.Faults) {
-		return resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Send(welcome), echoUnrecorded}}
+		return resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Send(welcome), withAppPings(resockettest.Echo())}}
 	}
 	f := draw(r.rng, allFaults)
 	r.injected.Add(1)
@@ -578,48 +583,33 @@ func (r *runner) randIntN(n int) int {
 	return r.rng.IntN(n)
 }
 
-// echoUnrecorded echoes text until the client leaves, keeping nothing (a
-// healthy socket lives long, and Echo's records would grow with it), and
-// reads a large binary write that landed here after its fault without
-// holding or echoing it. Meanwhile it pings the client the way an
-// application protocol does ("p<conn>:<n>", every pingEvery); a reply
-// ("r<conn>:<n>") whose conn is not this socket's is counted in
-// misrouted: a reply to a ping must go out on the socket the ping came
-// from.
-var echoUnrecorded = resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
-	ctx, cancel := context.WithCancel(ctx)
-	pinger := make(chan struct{})
-	go func() { defer close(pinger); ping(ctx, p) }()
-	defer func() { cancel(); <-pinger }()
-	me := fmt.Sprintf("r%d:", p.Info.Index)
-	for {
-		typ, r, err := p.Conn.Reader(ctx)
-		if err != nil {
-			return err
-		}
-		if typ == websocket.MessageBinary {
-			if _, err := io.Copy(io.Discard, r); err != nil {
-				return err
-			}
-			continue
-		}
-		b, err := io.ReadAll(r)
-		if err != nil {
-			return err
-		}
-		if len(b) > 0 && b[0] == 'r' { // a reply to a ping: not echoed
-			if !strings.HasPrefix(string(b), me) {
-				misrouted.Add(1)
-			}
-			continue
-		}
-		if err := p.Conn.Write(ctx, typ, b); err != nil {
-			return err
-		}
+// withAppPings runs step while pinging the client the way an application
+// protocol does ("p<conn>:<n>", every pingEvery). The client answers each
+// through the Session its ping came on ("r<conn>:<n>"); countMisrouted
+// counts a reply that reached another socket.
+func withAppPings(step resockettest.Step) resockettest.Step {
+	return func(ctx context.Context, p *resockettest.Peer) error {
+		ctx, cancel := context.WithCancel(ctx)
+		pinger := make(chan struct{})
+		go func() { defer close(pinger); ping(ctx, p) }()
+		defer func() { cancel(); <-pinger }()
+		return step(ctx, p)
 	}
-})
+}
 
-// pingEvery is how often echoUnrecorded pings the client.
+// countMisrouted sees every message the server reads (Server.OnReceive):
+// a reply to a ping must arrive on the socket the ping came from.
+func countMisrouted(c *resockettest.ConnInfo, m []byte) {
+	if len(m) == 0 || m[0] != 'r' {
+		return
+	}
+	conn, _, _ := strings.Cut(string(m[1:]), ":")
+	if n, err := strconv.Atoi(conn); err != nil || n != c.Index {
+		misrouted.Add(1)
+	}
+}
+
+// pingEvery is how often withAppPings pings the client.
 const pingEvery = 25 * time.Millisecond
 
 // misrouted counts replies that reached a socket other than their ping's.
@@ -634,7 +624,7 @@ func ping(ctx context.Context, p *resockettest.Peer) {
 			return
 		case <-t.C:
 		}
-		if p.Conn.Write(ctx, websocket.MessageText, []byte(fmt.Sprintf("p%d:%d", p.Info.Index, n))) != nil {
+		if p.Send(ctx, fmt.Sprintf("p%d:%d", p.Info.Index, n)) != nil {
 			return
 		}
 	}
@@ -654,24 +644,6 @@ func (d *diag) String() string {
 		s += fmt.Sprintf(", a write timed out %v ago", time.Since(time.Unix(0, t)).Round(time.Millisecond))
 	}
 	return s
-}
-
-// echoThen is resockettest.EchoThen without its records: it echoes text
-// (and swallows a large binary write that landed here) for d, then runs
-// fault.
-func echoThen(d time.Duration, fault resockettest.Step) resockettest.Step {
-	return func(ctx context.Context, p *resockettest.Peer) error {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			echoUnrecorded(ctx, p)
-		}()
-		resockettest.Sleep(d)(ctx, p)
-		err := fault(ctx, p)
-		p.Conn.CloseNow()
-		<-done
-		return err
-	}
 }
 
 // allFaults is every fault a run draws from: the table's rows and the

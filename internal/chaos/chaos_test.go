@@ -60,7 +60,7 @@ func TestChaosSoak(t *testing.T) {
 }
 
 func soak(t *testing.T, viaProxy bool, clients, faults int, timeout time.Duration) {
-	srv, err := resockettest.Start()
+	srv, err := resockettest.Start("")
 	if err != nil {
 		t.Fatal(err)
 	}

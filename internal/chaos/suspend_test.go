@@ -79,7 +79,7 @@ func suspend(t *testing.T, silent bool) {
 	var mu sync.Mutex
 	var arrivals []time.Time // of the messages, on every socket
 	srv := resockettest.NewServer(t)
-	srv.SetDefault(resockettest.Script{Steps: []resockettest.Step{resockettest.Do(func(ctx context.Context, p *resockettest.Peer) error {
+	srv.SetDefault(resockettest.Script{Steps: []resockettest.Step{func(ctx context.Context, p *resockettest.Peer) error {
 		for { // an idle cut, like a proxy's read timeout
 			rctx, cancel := context.WithTimeout(ctx, serverIdleCut)
 			_, _, err := p.Conn.Read(rctx)
@@ -91,7 +91,7 @@ func suspend(t *testing.T, silent bool) {
 			arrivals = append(arrivals, time.Now())
 			mu.Unlock()
 		}
-	})}})
+	}}})
 
 	url := srv.URL
 	var proxy *resockettest.Proxy

@@ -100,7 +100,7 @@ func startBackend(t *testing.T, addr string) *resockettest.Server {
 	var srv *resockettest.Server
 	var err error
 	for deadline := time.Now().Add(waitLimit); ; { // the port may linger a moment after a stop
-		if srv, err = resockettest.StartOn(addr); err == nil {
+		if srv, err = resockettest.Start(addr); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {

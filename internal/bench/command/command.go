@@ -42,10 +42,11 @@ func Stream(n, size int) string {
 // for a free port). Its URL is in the result's URL. The caller must Close
 // it.
 func Start(addr string) (*resockettest.Server, error) {
-	srv, err := resockettest.StartOn(addr)
+	srv, err := resockettest.Start(addr)
 	if err != nil {
 		return nil, err
 	}
+	srv.SetRecording(false) // a benchmark's connections and messages are not kept
 	srv.SetDefault(resockettest.Script{Steps: []resockettest.Step{Serve}})
 	return srv, nil
 }

@@ -21,11 +21,12 @@ import (
 // is all it needs.
 func BenchmarkStorm(b *testing.B) {
 	const n = 1000
-	srv, err := resockettest.Start()
+	srv, err := resockettest.Start("")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer srv.Close()
+	srv.SetRecording(false)
 	var rec attempts
 	srv.SetPlanner(func(*http.Request, int) resockettest.Script {
 		rec.add(time.Now())

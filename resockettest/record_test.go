@@ -1,0 +1,79 @@
+package resockettest_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/coder/websocket"
+
+	"github.com/resocket/resocket/resockettest"
+)
+
+// echoOnce dials, says mode and then msg, and reads the echo of msg.
+func echoOnce(t *testing.T, url, mode, msg string) {
+	t.Helper()
+	c, _, err := dial(t, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write(context.Background(), websocket.MessageText, []byte(mode))
+	c.Write(context.Background(), websocket.MessageText, []byte(msg))
+	if m, err := read(t, c); m != msg {
+		t.Fatalf("echo: %q, %v", m, err)
+	}
+}
+
+// Recording off keeps nothing but the count; OnReceive sees every message
+// either way; both apply to connections that arrive afterwards.
+func TestRecordingOffAndOnReceive(t *testing.T) {
+	t.Parallel()
+	srv := resockettest.NewServer(t)
+	srv.SetDefault(steps(resockettest.ReadMode(), resockettest.Echo()))
+	var mu sync.Mutex
+	var seen []string
+	srv.SetRecording(false)
+	srv.OnReceive(func(c *resockettest.ConnInfo, m []byte) {
+		mu.Lock()
+		seen = append(seen, fmt.Sprintf("%d:%s", c.Index, m))
+		mu.Unlock()
+	})
+	echoOnce(t, srv.URL, "identify", "x")
+	if len(srv.Conns()) != 0 || len(srv.Modes()) != 0 || srv.Accepted() != 1 {
+		t.Fatalf("recording off: Conns %d, Modes %q, Accepted %d", len(srv.Conns()), srv.Modes(), srv.Accepted())
+	}
+	srv.SetRecording(true)
+	srv.OnReceive(nil)
+	echoOnce(t, srv.URL, "resume", "y")
+	conns := srv.Conns()
+	if len(conns) != 1 || conns[0].Index != 2 || !slices.Equal(conns[0].Received(), []string{"resume", "y"}) ||
+		!slices.Equal(srv.Modes(), []string{"resume"}) {
+		t.Fatalf("recording on: %d conns, Modes %q", len(conns), srv.Modes())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(seen, []string{"1:identify", "1:x"}) {
+		t.Fatalf("OnReceive saw %q", seen)
+	}
+}
+
+// A planner's connections are recorded like any other, and the planner
+// may call the server.
+func TestPlannerIsRecordedAndMayCallTheServer(t *testing.T) {
+	t.Parallel()
+	srv := resockettest.NewServer(t)
+	srv.SetPlanner(func(r *http.Request, index int) resockettest.Script {
+		if srv.Accepted() != index {
+			return resockettest.Script{Status: http.StatusConflict}
+		}
+		return steps(resockettest.ReadMode(), resockettest.Echo())
+	})
+	echoOnce(t, srv.URL, "identify", "a")
+	echoOnce(t, srv.URL, "resume", "b")
+	if !slices.Equal(srv.Modes(), []string{"identify", "resume"}) || !slices.Equal(srv.Conns()[1].Received(), []string{"resume", "b"}) {
+		t.Fatalf("Modes %q", srv.Modes())
+	}
+}
