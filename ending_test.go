@@ -136,10 +136,15 @@ func TestCloseFrameInTheHandshakeBeatsAFailedBeat(t *testing.T) {
 			}
 			// A beat every 10 ms: at least two fail on the closed socket in
 			// the 30 ms below. Each is answered at once, so only a failed
-			// beat can cut the socket.
-			s.Heartbeat(10*time.Millisecond, func(ctx context.Context) error {
+			// beat can cut the socket. The write is not bounded by the
+			// beat's 10 ms ctx: on a loaded machine that ctx can end
+			// before the write takes its lock, a failure before the close
+			// frame arrived, which rightly decides the socket.
+			s.Heartbeat(10*time.Millisecond, func(context.Context) error {
 				s.AckHeartbeat()
-				return s.Conn.Write(ctx, websocket.MessageText, []byte("beat"))
+				wctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+				defer cancel()
+				return s.Conn.Write(wctx, websocket.MessageText, []byte("beat"))
 			})
 			_, _, err := s.Conn.Read(ctx) // the close frame
 			time.Sleep(30 * time.Millisecond)
