@@ -250,7 +250,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		conn, taken := p.end(err)
 		if taken { // net/http no longer sees this connection close
-			s.untrack(tcp)
+			defer s.untrack(tcp) // after the hold: DropAll reaches a held socket
 		}
 		if conn == nil {
 			return
