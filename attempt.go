@@ -34,6 +34,7 @@ func (l *loop) connect() (*socket, *outcome) {
 	if s == nil {
 		return nil, l.cutBy(actx, o)
 	}
+	publish(&c.events, Upgraded{Attempt: l.attempt})
 	hctx, hcancel := context.WithCancelCause(actx)
 	defer hcancel(nil)
 	s.connectTimer.start(c.cfg.connectTimeout-time.Since(start), func() { hcancel(errConnectTimeout) })
@@ -231,6 +232,7 @@ func (l *loop) serve(s *socket) (*outcome, bool) {
 	o := c.readFailed(s, err)
 	c.release(s)
 	o.stable = c.cfg.clock.Now().Sub(s.openedAt) >= c.cfg.stableAfter
+	o.opened = true
 	return &o, true
 }
 

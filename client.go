@@ -72,6 +72,13 @@ type Stats struct {
 	HeartbeatTimeouts int64  // sockets cut for a missing pong, or as zombies (a heartbeat not acknowledged)
 	IdleTimeouts      int64  // sockets cut because nothing arrived within Session.SetIdleTimeout's limit
 	EventsDropped     uint64 // events dropped from full subscriber buffers
+	MessagesIn        int64  // messages received and delivered (to Read's queue or the handler)
+	BytesIn           int64  // their payload bytes
+	MessagesOut       int64  // messages Write and Session.Write handed to a socket
+	BytesOut          int64  // their payload bytes
+	// WriteLimiterWaited is the time Writes spent waiting on
+	// WithWriteLimiter's Limiter, all together.
+	WriteLimiterWaited time.Duration
 	// RTT is the last heartbeat round trip: ping to pong, or, with
 	// Session.Heartbeat, beat to AckHeartbeat. 0 until the first one.
 	RTT time.Duration
@@ -79,6 +86,7 @@ type Stats struct {
 
 type stats struct {
 	attempts, opens, disconnects, reidentifies, heartbeatTimeouts, idleTimeouts, rtt atomic.Int64
+	messagesIn, bytesIn, messagesOut, bytesOut, writeLimiterWaited                   atomic.Int64
 }
 
 // New validates url and the options and returns a client in CONNECTING
@@ -288,14 +296,25 @@ func (c *Client) Subscribe(n int) (<-chan Event, func()) { return c.events.subsc
 func (c *Client) Stats() Stats {
 	opens := c.stats.opens.Load()
 	return Stats{
-		Attempts:          c.stats.attempts.Load(),
-		Opens:             opens,
-		Reconnects:        max(opens-1, 0),
-		Disconnects:       c.stats.disconnects.Load(),
-		Reidentifies:      c.stats.reidentifies.Load(),
-		HeartbeatTimeouts: c.stats.heartbeatTimeouts.Load(),
-		IdleTimeouts:      c.stats.idleTimeouts.Load(),
-		EventsDropped:     c.events.dropped.Load(),
-		RTT:               time.Duration(c.stats.rtt.Load()),
+		Attempts:           c.stats.attempts.Load(),
+		Opens:              opens,
+		Reconnects:         max(opens-1, 0),
+		Disconnects:        c.stats.disconnects.Load(),
+		Reidentifies:       c.stats.reidentifies.Load(),
+		HeartbeatTimeouts:  c.stats.heartbeatTimeouts.Load(),
+		IdleTimeouts:       c.stats.idleTimeouts.Load(),
+		EventsDropped:      c.events.dropped.Load(),
+		MessagesIn:         c.stats.messagesIn.Load(),
+		BytesIn:            c.stats.bytesIn.Load(),
+		MessagesOut:        c.stats.messagesOut.Load(),
+		BytesOut:           c.stats.bytesOut.Load(),
+		WriteLimiterWaited: time.Duration(c.stats.writeLimiterWaited.Load()),
+		RTT:                time.Duration(c.stats.rtt.Load()),
 	}
+}
+
+// received counts a message delivered.
+func (s *stats) received(n int) {
+	s.messagesIn.Add(1)
+	s.bytesIn.Add(int64(n))
 }

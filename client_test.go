@@ -136,3 +136,44 @@ func TestErrIsFinalAtTheClosedEvent(t *testing.T) {
 		})
 	}
 }
+
+// Stats counts the messages and bytes each way, on both delivery paths,
+// and the time Writes waited on the write limiter.
+func TestStatsCountMessagesAndBytes(t *testing.T) {
+	t.Parallel()
+	for _, handler := range []bool{false, true} {
+		t.Run(fmt.Sprintf("handler=%v", handler), func(t *testing.T) {
+			t.Parallel()
+			srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Echo()}})
+			var k collector
+			opts := fast(resocket.WithWriteLimiter(resocket.NewLimiter(1, 200*time.Millisecond)))
+			if handler {
+				opts = append(opts, resocket.WithOnMessage(k.handle))
+			}
+			c, _ := newRecorded(t, srv.URL, opts...)
+			if err := c.Connect(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			msgs := []string{"a", "bb", "cccc"}
+			for i, m := range msgs {
+				if err := c.Write(context.Background(), websocket.MessageText, []byte(m)); err != nil {
+					t.Fatal(err)
+				}
+				if handler {
+					k.wait(t, i+1)
+				} else if got := readText(t, c); got != m {
+					t.Fatalf("echo %q, want %q", got, m)
+				}
+			}
+			s := c.Stats()
+			if s.MessagesOut != 3 || s.BytesOut != 7 || s.MessagesIn != 3 || s.BytesIn != 7 {
+				t.Fatalf("stats %+v, want 3 messages and 7 bytes each way", s)
+			}
+			// The second and third writes each waited for the window:
+			// about 400 ms in all (a lower bound only; the machine may be slow).
+			if s.WriteLimiterWaited < 350*time.Millisecond {
+				t.Fatalf("WriteLimiterWaited %v, want about 400ms", s.WriteLimiterWaited)
+			}
+		})
+	}
+}

@@ -7,8 +7,16 @@ import (
 )
 
 // Event is something that happened to a Client. It is sealed: the only
-// implementations are this package's types, StateChanged, Connected,
-// Disconnected, Retrying and IdentifyPaced. Switch on the type to read one.
+// implementations are this package's types, StateChanged, Dialing,
+// Upgraded, IdentifyPaced, Connected, HeartbeatRTT, Disconnected and
+// Retrying. Switch on the type to read one.
+//
+// One attempt publishes, in order: Dialing; Upgraded once the server
+// accepted the upgrade; IdentifyPaced if its handshake waited on the
+// identify limiter; then Connected when it is OPEN. While OPEN, each
+// heartbeat round trip publishes HeartbeatRTT. The socket's or the
+// attempt's end publishes one Disconnected, then Retrying unless the
+// verdict was fatal.
 type Event interface {
 	event()
 }
@@ -18,6 +26,27 @@ type Event interface {
 // right after it.
 type StateChanged struct {
 	From, To State
+}
+
+// Dialing reports that an attempt begins: the client dials now.
+type Dialing struct {
+	Attempt int
+	Mode    Mode
+}
+
+// Upgraded reports that the server accepted attempt Attempt's upgrade:
+// the handshake runs next.
+type Upgraded struct {
+	Attempt int
+}
+
+// HeartbeatRTT reports a heartbeat round trip of the OPEN socket made by
+// attempt Attempt: a ping answered by its pong, or, with
+// Session.Heartbeat, a beat answered by AckHeartbeat. Stats().RTT is the
+// last one.
+type HeartbeatRTT struct {
+	Attempt int
+	RTT     time.Duration
 }
 
 // Connected reports a socket that finished its handshake and is OPEN.
@@ -33,6 +62,10 @@ type Disconnected struct {
 	Disconnect
 	Action Action
 	Next   time.Duration
+	// Attempt is the attempt that made the socket, or that failed; Opened
+	// says whether its socket had reached OPEN.
+	Attempt int
+	Opened  bool
 }
 
 // Retrying reports the attempt the client is about to make, after Delay.
@@ -52,6 +85,9 @@ type IdentifyPaced struct {
 }
 
 func (StateChanged) event()  {}
+func (Dialing) event()       {}
+func (Upgraded) event()      {}
+func (HeartbeatRTT) event()  {}
 func (IdentifyPaced) event() {}
 func (Connected) event()     {}
 func (Disconnected) event()  {}

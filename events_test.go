@@ -110,13 +110,59 @@ func TestFatalBeforeOpenEvents(t *testing.T) {
 	for e := range c.Events() {
 		got = append(got, e)
 	}
-	if len(got) != 2 {
+	if len(got) != 3 {
 		t.Fatalf("events %v", got)
 	}
-	if d, ok := got[0].(resocket.Disconnected); !ok || d.HTTPStatus != 401 || d.Action != resocket.ActionFatal || d.Next != 0 {
+	if got[0] != (resocket.Dialing{Attempt: 1, Mode: resocket.ModeIdentify}) {
 		t.Fatalf("first event %#v", got[0])
 	}
-	if got[1] != (resocket.StateChanged{From: resocket.StateConnecting, To: resocket.StateClosed}) {
-		t.Fatalf("last event %#v", got[1])
+	if d, ok := got[1].(resocket.Disconnected); !ok || d.HTTPStatus != 401 || d.Action != resocket.ActionFatal || d.Next != 0 ||
+		d.Attempt != 1 || d.Opened {
+		t.Fatalf("the verdict %#v", got[1])
 	}
+	if got[2] != (resocket.StateChanged{From: resocket.StateConnecting, To: resocket.StateClosed}) {
+		t.Fatalf("last event %#v", got[2])
+	}
+}
+
+// One attempt's events in order, for an attempt that fails before OPEN
+// and for a socket that opens, beats and drops.
+func TestAttemptEventsInOrder(t *testing.T) {
+	t.Parallel()
+	srv := resockettest.NewServer(t, resockettest.Script{Status: 503})
+	srv.SetDefault(resockettest.Script{}) // held open
+	c, rec := newRecorded(t, srv.URL, fast(resocket.WithHeartbeat(20*time.Millisecond, waitLimit))...)
+	if err := c.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a heartbeat round trip", func() bool { return countEvents[resocket.HeartbeatRTT](rec) > 0 })
+	srv.DropAll()
+	rec.connected(t, 2)
+	var got []string
+	for _, e := range rec.all() {
+		switch e := e.(type) {
+		case resocket.Dialing:
+			got = append(got, fmt.Sprintf("dialing %d %v", e.Attempt, e.Mode))
+		case resocket.Upgraded:
+			got = append(got, fmt.Sprintf("upgraded %d", e.Attempt))
+		case resocket.Connected:
+			got = append(got, fmt.Sprintf("connected %d", e.Attempt))
+		case resocket.HeartbeatRTT:
+			if e.RTT <= 0 {
+				got = append(got, fmt.Sprintf("rtt %v", e.RTT))
+			}
+			if e.Attempt == 2 && got[len(got)-1] != "rtt 2" { // one line for a run of them; socket 3's may come or not
+				got = append(got, "rtt 2")
+			}
+		case resocket.Disconnected:
+			got = append(got, fmt.Sprintf("disconnected %d opened=%v status=%d", e.Attempt, e.Opened, e.HTTPStatus))
+		case resocket.Retrying:
+			got = append(got, fmt.Sprintf("retrying %d", e.Attempt))
+		}
+	}
+	equal(t, "events", got, []string{
+		"dialing 1 identify", "disconnected 1 opened=false status=503", "retrying 2",
+		"dialing 2 identify", "upgraded 2", "connected 2", "rtt 2", "disconnected 2 opened=true status=0", "retrying 3",
+		"dialing 3 resume", "upgraded 3", "connected 3",
+	})
 }

@@ -78,7 +78,7 @@ func (c *Client) pingOnce(ctx context.Context, s *socket) bool {
 				// the client's own cut): the pump reports why.
 				return false
 			}
-			c.stats.rtt.Store(int64(clk.Now().Sub(start)))
+			c.roundTrip(s, clk.Now().Sub(start))
 			s.idle.arrived()
 			return true
 		case <-t.C():
@@ -226,7 +226,7 @@ func (s *socket) ack(c *Client) {
 		return
 	}
 	s.app.outstanding = false
-	c.stats.rtt.Store(int64(c.cfg.clock.Now().Sub(s.app.sentAt)))
+	c.roundTrip(s, c.cfg.clock.Now().Sub(s.app.sentAt))
 }
 
 // AckHeartbeat tells the client that the protocol's heartbeat ACK arrived
@@ -252,4 +252,10 @@ func (s *Session) AckHeartbeat() {
 		return
 	}
 	sock.ack(c)
+}
+
+// roundTrip records a heartbeat round trip of s.
+func (c *Client) roundTrip(s *socket, rtt time.Duration) {
+	c.stats.rtt.Store(int64(rtt))
+	publish(&c.events, HeartbeatRTT{Attempt: s.attempt, RTT: rtt})
 }

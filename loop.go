@@ -25,6 +25,7 @@ type outcome struct {
 	d      Disconnect
 	forced *Action // chosen by the handshake (Fatal, Reidentify) or by Reconnect
 	stable bool    // the socket stayed OPEN for the stable period
+	opened bool    // the socket had reached OPEN
 	// byRequest marks a Reconnect's outcome; delay, when set, replaces the
 	// schedule (a Reconnect during the wait).
 	byRequest bool
@@ -82,6 +83,7 @@ func (l *loop) try() (*outcome, bool) {
 	c := l.c
 	l.attempt++
 	c.stats.attempts.Add(1)
+	publish(&c.events, Dialing{Attempt: l.attempt, Mode: l.mode})
 	s, o := l.connect()
 	if c.life.Err() != nil {
 		l.sock = s
@@ -137,7 +139,7 @@ func (l *loop) judge(o outcome) bool {
 	}
 	c.log.Debug("resocket: disconnected", "code", int(o.d.Code), "reason", o.d.Reason,
 		"status", o.d.HTTPStatus, "err", o.d.Err, "action", action, "next", delay)
-	publish(&c.events, Disconnected{Disconnect: o.d, Action: action, Next: delay})
+	publish(&c.events, Disconnected{Disconnect: o.d, Action: action, Next: delay, Attempt: l.attempt, Opened: o.opened})
 	if action != ActionRetry { // the session is over: so is its resume URL
 		l.hasSession = false
 		c.mu.Lock()

@@ -101,6 +101,7 @@ func (c *Client) pump(s *socket) {
 			return
 		}
 		s.idle.arrived()
+		c.stats.received(len(data))
 		m := Message{Type: typ, Data: data, Attempt: s.attempt, Session: s.session}
 		select {
 		case c.queue <- m:
@@ -140,6 +141,7 @@ func (c *Client) pumpToHandler(s *socket) {
 		}
 		if err == nil {
 			s.idle.arrived()
+			c.stats.received(len(buf))
 			err = c.handle(s, Message{Type: typ, Data: buf, Attempt: s.attempt, Session: s.session})
 		}
 		if err != nil {

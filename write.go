@@ -102,6 +102,8 @@ func (c *Client) writeOn(ctx context.Context, s *socket, typ websocket.MessageTy
 	cut, err := s.write(ctx, typ, p)
 	switch {
 	case err == nil:
+		c.stats.messagesOut.Add(1)
+		c.stats.bytesOut.Add(int64(len(p)))
 		return true, nil
 	case cut:
 		o := writeCut(ctx)
@@ -125,7 +127,10 @@ func (c *Client) waitWriteLimiter(ctx context.Context) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(c.life, cancel)()
-	if err := c.cfg.writeLimiter.Wait(wctx); err != nil {
+	start := c.cfg.clock.Now()
+	err := c.cfg.writeLimiter.Wait(wctx)
+	c.stats.writeLimiterWaited.Add(int64(c.cfg.clock.Now().Sub(start)))
+	if err != nil {
 		if ctx.Err() == nil && c.life.Err() != nil {
 			return c.closedErr()
 		}

@@ -143,8 +143,11 @@ func TestWriteWaitingItsTurnLeavesTheSocketUp(t *testing.T) {
 	}
 	first, started := make(chan error, 1), make(chan struct{})
 	payload := make([]byte, big)
+	// 32 MiB through -race on a loaded machine: the big write took 13 s
+	// under go test -race -cpu 4 beside another run, against 2 s idle.
+	const bigWriteLimit = 60 * time.Second
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		ctx, cancel := context.WithTimeout(context.Background(), bigWriteLimit)
 		defer cancel()
 		close(started)
 		first <- c.Write(ctx, websocket.MessageBinary, payload)
@@ -155,7 +158,7 @@ func TestWriteWaitingItsTurnLeavesTheSocketUp(t *testing.T) {
 	err := c.Write(ctx, websocket.MessageText, []byte("short"))
 	cancel()
 	mustErrorIs(t, err, context.DeadlineExceeded)
-	ctx, cancel = context.WithTimeout(context.Background(), waitLimit)
+	ctx, cancel = context.WithTimeout(context.Background(), bigWriteLimit)
 	defer cancel()
 	if err := c.Write(ctx, websocket.MessageText, []byte("after")); err != nil {
 		t.Fatalf("write after the timed-out one: %v", err)
