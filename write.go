@@ -146,7 +146,7 @@ func (c *Client) waitWriteLimiter(ctx context.Context) error {
 // socket: the peer's close frame may still wait to be read, and its code,
 // not the failed write, is the verdict; the read fails next by itself.
 // Any other failure (coder/websocket's own, with no I/O error in it) cuts
-// the socket now. A write its ctx cut is not here: writeOn names it.
+// the socket now. A write its ctx cut is not here: writeMessage names it.
 func (s *socket) writeFailed(err error) {
 	if connBroken(err) {
 		s.retired.Store(true)
