@@ -21,6 +21,9 @@ import (
 
 	"github.com/resocket/resocket"
 	"github.com/resocket/resocket/internal/bench/command"
+	"github.com/resocket/resocket/otelresocket"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 var serverURL string
@@ -145,17 +148,39 @@ func dial(b *testing.B, impl string) conn {
 // heartbeat, no read limit (as the raw twins).
 func newClient(b *testing.B, opts ...resocket.Option) *resocket.Client {
 	b.Helper()
-	c, err := resocket.Dial(context.Background(), serverURL, append([]resocket.Option{
+	return connect(b, false, opts...)
+}
+
+// connect is newClient, instrumented with otelresocket when instrumented
+// is set: an SDK MeterProvider (collected by a reader nobody reads, as
+// between two scrapes) and an SDK TracerProvider that samples every span.
+func connect(b *testing.B, instrumented bool, opts ...resocket.Option) *resocket.Client {
+	b.Helper()
+	c, err := resocket.New(serverURL, append([]resocket.Option{
 		resocket.WithReadLimit(-1),
 		resocket.WithBackoff(func() backoff.BackOff { return &backoff.ZeroBackOff{} }),
 	}, opts...)...)
 	if err != nil {
 		b.Fatal(err)
 	}
+	if instrumented {
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+		tp := sdktrace.NewTracerProvider()
+		in, err := otelresocket.New(otelresocket.WithMeterProvider(mp), otelresocket.WithTracerProvider(tp))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(in.Instrument(c))
+	}
+	if err := c.Connect(context.Background()); err != nil {
+		b.Fatal(err)
+	}
 	return c
 }
 
-var impls = []string{"coder", "gorilla", "resocket-read", "resocket-handler"}
+// The resocket-handler-otel twin is resocket-handler instrumented with
+// otelresocket: the cost of the instrumentation on the hot path.
+var impls = []string{"coder", "gorilla", "resocket-read", "resocket-handler", "resocket-handler-otel"}
 
 // BenchmarkEcho: write a message, wait for its echo; ns/op is the round
 // trip. The handler writes each next message from the read goroutine.
@@ -164,8 +189,8 @@ func BenchmarkEcho(b *testing.B) {
 		msg := make([]byte, size)
 		for _, impl := range impls {
 			b.Run(fmt.Sprintf("size=%d/impl=%s", size, impl), func(b *testing.B) {
-				if impl == "resocket-handler" {
-					echoHandler(b, msg)
+				if strings.HasPrefix(impl, "resocket-handler") {
+					echoHandler(b, msg, impl == "resocket-handler-otel")
 					return
 				}
 				c := dial(b, impl)
@@ -188,11 +213,11 @@ func BenchmarkEcho(b *testing.B) {
 	}
 }
 
-func echoHandler(b *testing.B, msg []byte) {
+func echoHandler(b *testing.B, msg []byte, instrumented bool) {
 	var c *resocket.Client
 	var left atomic.Int64
 	done := make(chan struct{})
-	c = newClient(b, resocket.WithOnMessage(func(resocket.Message) {
+	c = connect(b, instrumented, resocket.WithOnMessage(func(resocket.Message) {
 		if left.Add(-1) == 0 {
 			close(done)
 			return
@@ -217,8 +242,8 @@ func BenchmarkStream(b *testing.B) {
 		cmd := func(n int) []byte { return []byte(command.Stream(n, size)) }
 		for _, impl := range impls {
 			b.Run(fmt.Sprintf("size=%d/impl=%s", size, impl), func(b *testing.B) {
-				if impl == "resocket-handler" {
-					streamHandler(b, size, cmd(b.N))
+				if strings.HasPrefix(impl, "resocket-handler") {
+					streamHandler(b, size, cmd(b.N), impl == "resocket-handler-otel")
 					return
 				}
 				c := dial(b, impl)
@@ -238,11 +263,11 @@ func BenchmarkStream(b *testing.B) {
 	}
 }
 
-func streamHandler(b *testing.B, size int, cmd []byte) {
+func streamHandler(b *testing.B, size int, cmd []byte, instrumented bool) {
 	var n atomic.Int64
 	want := int64(b.N)
 	done := make(chan struct{})
-	c := newClient(b, resocket.WithOnMessage(func(resocket.Message) {
+	c := connect(b, instrumented, resocket.WithOnMessage(func(resocket.Message) {
 		if n.Add(1) == want {
 			close(done)
 		}
