@@ -41,7 +41,7 @@ func (l *loop) connect() (*socket, *outcome) {
 	defer s.connectTimer.stop()
 	var err error
 	if c.cfg.handshake != nil {
-		err = c.handshake(hctx, s, resp)
+		err = s.handshake(hctx, resp)
 	}
 	if c.life.Err() != nil {
 		return s, nil
@@ -49,12 +49,12 @@ func (l *loop) connect() (*socket, *outcome) {
 	if context.Cause(actx) == errCut { // a Reconnect made before the socket was current
 		select {
 		case r := <-c.reconnects:
-			c.reconnectSocket(s, r)
+			s.reconnect(r)
 		default: // cannot happen: Reconnect sends before it cuts
 		}
 	}
 	if err == nil && !s.wasCut() { // a write that failed meanwhile is for the pump to explain
-		if o := c.identifySkipped(s); o != nil {
+		if o := s.identifySkipped(); o != nil {
 			s.cut(*o, false)
 			return nil, l.handshakeFailed(s, nil)
 		}
@@ -107,7 +107,7 @@ func (l *loop) dial(ctx context.Context) (*socket, *http.Response, *outcome) {
 		return nil, nil, &outcome{d: c.redact.disconnect(d)}
 	}
 	conn.SetReadLimit(c.cfg.readLimit)
-	s := &socket{conn: conn, tcp: slot, attempt: l.attempt, writing: make(chan struct{}, 1)}
+	s := &socket{c: c, conn: conn, tcp: slot, attempt: l.attempt, writing: make(chan struct{}, 1)}
 	s.cutCtx, s.cutCancel = context.WithCancel(context.Background())
 	s.idle.clock = c.cfg.clock
 	s.idle.born, s.idle.changed = s.idle.clock.Now(), make(chan struct{}, 1)
@@ -126,7 +126,8 @@ func (l *loop) dial(ctx context.Context) (*socket, *http.Response, *outcome) {
 // (its goroutine then ends whenever the function returns). Its ctx also
 // ends when a Reconnect cuts the socket; other cuts close the socket,
 // which ends the handshake's reads.
-func (c *Client) handshake(ctx context.Context, s *socket, resp *http.Response) error {
+func (s *socket) handshake(ctx context.Context, resp *http.Response) error {
+	c := s.c
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.session.Response = resp
@@ -176,8 +177,7 @@ func (c *Client) handshake(ctx context.Context, s *socket, resp *http.Response) 
 // handshakeFailed judges a socket whose handshake returned err, or that
 // was cut while it ran, and closes it.
 func (l *loop) handshakeFailed(s *socket, err error) *outcome {
-	c := l.c
-	o := c.verdict(s, err, true)
+	o := s.verdict(err, true)
 	code, reason := o.closeCode, o.closeReason
 	switch {
 	case code != 0: // Reconnect's
@@ -186,7 +186,7 @@ func (l *loop) handshakeFailed(s *socket, err error) *outcome {
 	default:
 		code, reason = websocket.StatusInternalError, "handshake failed" // keep a resumable session resumable
 	}
-	c.closeSocket(s, code, reason)
+	s.close(code, reason)
 	return &o
 }
 
@@ -199,20 +199,20 @@ func (l *loop) serve(s *socket) (*outcome, bool) {
 	c := l.c
 	s.readErr, s.pumpDone = make(chan error, 1), make(chan struct{})
 	if c.cfg.onMessage != nil {
-		go c.pumpToHandler(s)
+		go s.pumpToHandler()
 	} else {
-		go c.pump(s)
+		go s.pump()
 	}
-	stopPing := c.startPing(s)
+	stopPing := s.startPing()
 	defer stopPing()
-	c.watchIdle(s)
+	s.watchIdle()
 
 	var err error
 	select {
 	case err = <-s.readErr:
 	case <-s.cutCtx.Done():
 		if code, reason := s.closingFrame(); code != 0 { // Reconnect's; other cuts closed the socket already
-			c.closeSocket(s, code, reason)
+			s.close(code, reason)
 		}
 		select { // with WithOnMessage, after the handler's call in progress
 		case err = <-s.readErr:
@@ -229,18 +229,18 @@ func (l *loop) serve(s *socket) (*outcome, bool) {
 		return nil, false
 	}
 	s.waitPump()
-	o := c.readFailed(s, err)
-	c.release(s)
+	o := s.readFailed(err)
+	s.release()
 	o.stable = c.cfg.clock.Now().Sub(s.openedAt) >= c.cfg.stableAfter
 	o.opened = true
 	return &o, true
 }
 
 // readFailed judges an open socket whose reads ended with err.
-func (c *Client) readFailed(s *socket, err error) outcome {
-	o := c.verdict(s, err, false)
+func (s *socket) readFailed(err error) outcome {
+	o := s.verdict(err, false)
 	if errors.Is(o.d.Err, ErrInvalidUTF8) {
-		c.closeSocket(s, websocket.StatusInvalidFramePayloadData, "invalid UTF-8 in a text message")
+		s.close(websocket.StatusInvalidFramePayloadData, "invalid UTF-8 in a text message")
 	}
 	s.conn.CloseNow()
 	return o

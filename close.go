@@ -80,10 +80,11 @@ func sendableCode(code websocket.StatusCode) bool {
 	return code != 1004 && code != websocket.StatusNoStatusRcvd && code != websocket.StatusAbnormalClosure
 }
 
-// closeSocket sends a close frame and waits up to the close timeout for
+// close sends a close frame and waits up to the close timeout for
 // the peer's answer, then cuts the TCP connection; the loop lets go of
 // the socket.
-func (c *Client) closeSocket(s *socket, code websocket.StatusCode, reason string) {
+func (s *socket) close(code websocket.StatusCode, reason string) {
+	c := s.c
 	s.sendingClose()
 	done := make(chan struct{})
 	go func() {
@@ -98,7 +99,7 @@ func (c *Client) closeSocket(s *socket, code websocket.StatusCode, reason string
 		s.tcp.close()
 		<-done
 	}
-	c.release(s)
+	s.release()
 }
 
 // stopRequest is a request to end the client: Close, or Connect's ctx

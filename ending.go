@@ -95,7 +95,8 @@ func (s *socket) readEnded(err error) {
 // verdict decides, once, how s ended, given the error that ended its
 // reads (the pump's, or the handshake's own return). Nothing said about
 // the socket after it counts.
-func (c *Client) verdict(s *socket, err error, inHandshake bool) outcome {
+func (s *socket) verdict(err error, inHandshake bool) outcome {
+	c := s.c
 	cut, pending, answer := s.settle()
 	var o outcome
 	var ce websocket.CloseError

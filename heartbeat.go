@@ -23,20 +23,22 @@ var ErrZombie = errors.New("zombie connection: heartbeat not acknowledged")
 
 // startPing starts the WebSocket heartbeat for an open socket, when it is
 // on, and returns the function that stops it.
-func (c *Client) startPing(s *socket) (stop func()) {
+func (s *socket) startPing() (stop func()) {
+	c := s.c
 	if c.cfg.heartbeatInterval <= 0 {
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	done := make(chan struct{})
-	go c.ping(ctx, s, done)
+	go s.ping(ctx, done)
 	return func() { cancel(); <-done }
 }
 
 // ping pings every interval and cuts the socket when a pong does not come
 // within the timeout, unless the pump was waiting for the consumer
 // meanwhile.
-func (c *Client) ping(ctx context.Context, s *socket, done chan<- struct{}) {
+func (s *socket) ping(ctx context.Context, done chan<- struct{}) {
+	c := s.c
 	defer close(done)
 	t := c.cfg.clock.NewTimer(c.cfg.heartbeatInterval)
 	defer t.Stop()
@@ -50,7 +52,7 @@ func (c *Client) ping(ctx context.Context, s *socket, done chan<- struct{}) {
 		if s.stalled.Load() {
 			continue
 		}
-		if !c.pingOnce(ctx, s) {
+		if !s.pingOnce(ctx) {
 			return
 		}
 	}
@@ -62,7 +64,8 @@ func (c *Client) ping(ctx context.Context, s *socket, done chan<- struct{}) {
 // write returns, even when the frame went out whole, and a process
 // stopped while it wrote the ping (a laptop's sleep) wakes with that
 // deadline long past. The ping's ctx ends only with the socket.
-func (c *Client) pingOnce(ctx context.Context, s *socket) bool {
+func (s *socket) pingOnce(ctx context.Context) bool {
+	c := s.c
 	stalls := s.stalls.Load()
 	clk := c.cfg.clock
 	start := clk.Now()
@@ -78,7 +81,7 @@ func (c *Client) pingOnce(ctx context.Context, s *socket) bool {
 				// the client's own cut): the pump reports why.
 				return false
 			}
-			c.roundTrip(s, clk.Now().Sub(start))
+			s.roundTrip(clk.Now().Sub(start))
 			s.idle.arrived()
 			return true
 		case <-t.C():
@@ -134,7 +137,7 @@ type appHeartbeat struct {
 // caller: the socket is cut and the client stops with an error that says
 // so. A second call on the same socket is ignored.
 func (s *Session) Heartbeat(interval time.Duration, beat func(ctx context.Context) error) {
-	c, sock, ok := s.live()
+	_, sock, ok := s.live()
 	if !ok {
 		return // a nil Session, or one the client did not make
 	}
@@ -148,7 +151,7 @@ func (s *Session) Heartbeat(interval time.Duration, beat func(ctx context.Contex
 	if sock.app.started {
 		return
 	}
-	sock.app.started = sock.spawn(func() { c.beatLoop(sock, interval, beat) })
+	sock.app.started = sock.spawn(func() { sock.beatLoop(interval, beat) })
 }
 
 func checkHeartbeat(interval time.Duration, beat func(context.Context) error) error {
@@ -162,7 +165,8 @@ func checkHeartbeat(interval time.Duration, beat func(context.Context) error) er
 }
 
 // beatLoop sends the beats and cuts a zombie.
-func (c *Client) beatLoop(s *socket, interval time.Duration, beat func(context.Context) error) {
+func (s *socket) beatLoop(interval time.Duration, beat func(context.Context) error) {
+	c := s.c
 	s.beatG.Store(goid()) // a Close from the beat must not wait for it
 	t := c.cfg.clock.NewTimer(time.Duration(rand.Int64N(int64(interval))))
 	defer t.Stop()
@@ -174,7 +178,7 @@ func (c *Client) beatLoop(s *socket, interval time.Duration, beat func(context.C
 		case <-t.C():
 		}
 		t.Reset(interval)
-		if c.zombie(s, &stalls) {
+		if s.zombie(&stalls) {
 			if s.cut(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
 				Err: fmt.Errorf("%w within %v", ErrZombie, interval)}}, false) {
 				c.stats.heartbeatTimeouts.Add(1)
@@ -194,7 +198,8 @@ func (c *Client) beatLoop(s *socket, interval time.Duration, beat func(context.C
 // while the pump waits for it or runs its handler, and while any message
 // waits in the read queue: the ACK may be among them (or behind messages
 // of an older socket that the consumer has yet to take).
-func (c *Client) zombie(s *socket, stalls *int64) bool {
+func (s *socket) zombie(stalls *int64) bool {
+	c := s.c
 	s.app.mu.Lock()
 	defer s.app.mu.Unlock()
 	now := s.stalls.Load()
@@ -219,14 +224,15 @@ func sendBeat(s *socket, now time.Time, interval time.Duration, beat func(contex
 }
 
 // ack records an acknowledged beat and its round trip.
-func (s *socket) ack(c *Client) {
+func (s *socket) ack() {
+	c := s.c
 	s.app.mu.Lock()
 	defer s.app.mu.Unlock()
 	if !s.app.outstanding {
 		return
 	}
 	s.app.outstanding = false
-	c.roundTrip(s, c.cfg.clock.Now().Sub(s.app.sentAt))
+	s.roundTrip(c.cfg.clock.Now().Sub(s.app.sentAt))
 }
 
 // AckHeartbeat tells the client that the protocol's heartbeat ACK arrived
@@ -247,15 +253,16 @@ func (c *Client) AckHeartbeat() {
 // socket's Heartbeat arrived (Discord's op 11). An ACK with no beat
 // outstanding, or made after the socket ended, is ignored.
 func (s *Session) AckHeartbeat() {
-	c, sock, ok := s.live()
+	_, sock, ok := s.live()
 	if !ok || sock.ended() {
 		return
 	}
-	sock.ack(c)
+	sock.ack()
 }
 
 // roundTrip records a heartbeat round trip of s.
-func (c *Client) roundTrip(s *socket, rtt time.Duration) {
+func (s *socket) roundTrip(rtt time.Duration) {
+	c := s.c
 	c.stats.rtt.Store(int64(rtt))
 	publish(&c.events, HeartbeatRTT{Attempt: s.attempt, RTT: rtt})
 }

@@ -48,7 +48,7 @@ func (s *Session) WaitIdentify(ctx context.Context) error {
 		return nil
 	}
 	if sock.retired.Load() {
-		return c.socketEnded(sock)
+		return sock.endedError()
 	}
 	sock.connectTimer.pause()
 	defer sock.connectTimer.resume()
@@ -69,7 +69,7 @@ func (s *Session) WaitIdentify(ctx context.Context) error {
 	switch {
 	case err == nil:
 	case c.life.Err() != nil || sock.wasCut(): // first: a Reconnect's cut also ends the handshake's ctx
-		return c.socketEnded(sock)
+		return sock.endedError()
 	case ctx.Err() != nil:
 		return fmt.Errorf("resocket: WaitIdentify: %w", ctx.Err())
 	default:
@@ -88,7 +88,8 @@ var ErrIdentifySkipped = errors.New("the handshake identified without Session.Wa
 
 // identifySkipped is the outcome of a handshake that identified ungated:
 // fatal, since every later socket would do the same.
-func (c *Client) identifySkipped(s *socket) *outcome {
+func (s *socket) identifySkipped() *outcome {
+	c := s.c
 	if c.cfg.identifyLimiter == nil || s.session.Mode != ModeIdentify || s.identified.Load() {
 		return nil
 	}

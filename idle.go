@@ -28,13 +28,13 @@ var ErrIdleTimeout = errors.New("idle timeout: nothing arrived from the peer")
 // resumes) whose Err wraps ErrIdleTimeout, counted in
 // Stats().IdleTimeouts. d <= 0 turns it off. It costs nothing until set.
 func (s *Session) SetIdleTimeout(d time.Duration) {
-	c, sock, ok := s.live()
+	_, sock, ok := s.live()
 	if !ok {
 		return
 	}
 	sock.idle.set(d)
 	if sock.idle.serving.Load() {
-		c.startIdle(sock)
+		sock.startIdle()
 	}
 }
 
@@ -66,21 +66,22 @@ func (w *idleWatch) set(d time.Duration) {
 }
 
 // watchIdle starts the idle watch of an OPEN socket, if a limit is set.
-func (c *Client) watchIdle(s *socket) {
+func (s *socket) watchIdle() {
 	s.idle.last.Store(int64(s.idle.since()))
 	s.idle.serving.Store(true)
 	if s.idle.limit.Load() != 0 {
-		c.startIdle(s)
+		s.startIdle()
 	}
 }
 
-func (c *Client) startIdle(s *socket) {
-	s.idle.once.Do(func() { s.spawn(func() { c.idleLoop(s) }) })
+func (s *socket) startIdle() {
+	s.idle.once.Do(func() { s.spawn(func() { s.idleLoop() }) })
 }
 
 // idleLoop cuts the socket when nothing arrived within the limit and the
 // consumer is not stalled; it ends with the socket.
-func (c *Client) idleLoop(s *socket) {
+func (s *socket) idleLoop() {
+	c := s.c
 	t := s.idle.clock.NewTimer(time.Hour)
 	defer t.Stop()
 	for {

@@ -89,17 +89,10 @@ func (l *windowLimiter) Wait(ctx context.Context) error {
 		var timer clock.Timer
 		var fired <-chan time.Time
 		if l.queue[0] == w {
-			now := l.clock.Now()
-			at := l.next(now)
-			if !at.After(now) {
-				l.takes = append(l.takes, now)
-				l.queue[0] = nil
-				l.queue = l.queue[1:]
-				l.wakeHead()
+			if timer = l.take(); timer == nil {
 				l.mu.Unlock()
 				return nil
 			}
-			timer = l.clock.NewTimer(at.Sub(now))
 			fired = timer.C()
 		}
 		l.mu.Unlock()
@@ -121,6 +114,21 @@ func (l *windowLimiter) Wait(ctx context.Context) error {
 		}
 		l.mu.Lock()
 	}
+}
+
+// take lets the head go when the window allows, with l.mu held, and
+// returns nil; otherwise it returns a timer for when the window will.
+func (l *windowLimiter) take() clock.Timer {
+	now := l.clock.Now()
+	at := l.next(now)
+	if at.After(now) {
+		return l.clock.NewTimer(at.Sub(now))
+	}
+	l.takes = append(l.takes, now)
+	l.queue[0] = nil
+	l.queue = l.queue[1:]
+	l.wakeHead()
+	return nil
 }
 
 // next forgets the takes that no longer count at now and returns the

@@ -273,7 +273,7 @@ func (l *loop) finish() {
 	c.stop()
 	if s := l.sock; s != nil {
 		code, reason := closeCode(req)
-		c.closeSocket(s, code, reason)
+		s.close(code, reason)
 		if s.pumpDone != nil {
 			select {
 			case <-s.pumpDone: // with WithOnMessage: the handler's last call returned

@@ -88,7 +88,8 @@ func (c *Client) ReadMessage(ctx context.Context) (Message, error) {
 // closes a socket whose read context ends. When the queue is full it waits
 // for the consumer (the pressure reaches the peer through TCP) or for the
 // client to stop.
-func (c *Client) pump(s *socket) {
+func (s *socket) pump() {
+	c := s.c
 	defer close(s.pumpDone)
 	for {
 		typ, data, err := s.conn.Read(context.Background())
@@ -127,7 +128,8 @@ const maxKeptBuffer = 1 << 20
 // pumpToHandler reads the socket and calls the WithOnMessage handler on
 // this goroutine, reusing one buffer. While the handler runs the socket
 // counts as stalled, so a long handler is not taken for a dead peer.
-func (c *Client) pumpToHandler(s *socket) {
+func (s *socket) pumpToHandler() {
+	c := s.c
 	defer close(s.pumpDone)
 	c.handlerG.Store(goid()) // once per socket: only this goroutine runs the handler now
 	buf := make([]byte, 0, 512)
@@ -142,7 +144,7 @@ func (c *Client) pumpToHandler(s *socket) {
 		if err == nil {
 			s.idle.arrived()
 			c.stats.received(len(buf))
-			err = c.handle(s, Message{Type: typ, Data: buf, Attempt: s.attempt, Session: s.session})
+			err = s.handle(Message{Type: typ, Data: buf, Attempt: s.attempt, Session: s.session})
 		}
 		if err != nil {
 			s.readEnded(err)
@@ -156,7 +158,8 @@ func (c *Client) pumpToHandler(s *socket) {
 }
 
 // handle calls the handler; a panic in it stops the client.
-func (c *Client) handle(s *socket, m Message) (err error) {
+func (s *socket) handle(m Message) (err error) {
+	c := s.c
 	s.stalls.Add(1)
 	s.stalled.Store(true)
 	defer func() {

@@ -39,7 +39,7 @@ func (c *Client) Reconnect(code websocket.StatusCode, reason string, a Action) e
 		return errors.New("resocket: Reconnect: not connected yet; call Connect first")
 	}
 	r := reconnectRequest{code: code, reason: reason, action: a}
-	if s := c.current.Load(); s != nil && c.reconnectSocket(s, r) {
+	if s := c.current.Load(); s != nil && s.reconnect(r) {
 		return nil
 	}
 	select {
@@ -118,13 +118,13 @@ func (s *Session) Reconnect(code websocket.StatusCode, reason string, a Action) 
 		c.log.Error(err.Error())
 		return false
 	}
-	return c.reconnectSocket(sock, reconnectRequest{code: code, reason: reason, action: a})
+	return sock.reconnect(reconnectRequest{code: code, reason: reason, action: a})
 }
 
-// reconnectSocket makes r the cut of s. It reports false only when s was
+// reconnect makes r the cut of s. It reports false only when s was
 // already decided: a cut made before it (a heartbeat's) still leaves the
 // socket to the precedence table.
-func (c *Client) reconnectSocket(s *socket, r reconnectRequest) bool {
+func (s *socket) reconnect(r reconnectRequest) bool {
 	o := r.outcome()
 	o.closeCode, o.closeReason = r.code, r.reason
 	return s.cut(o, true) || !s.ended()

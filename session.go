@@ -63,19 +63,20 @@ func (s *Session) Write(ctx context.Context, typ websocket.MessageType, p []byte
 		return err
 	}
 	if sock.retired.Load() {
-		return c.socketEnded(sock)
+		return sock.endedError()
 	}
 	if err := c.waitWriteLimiter(ctx); err != nil {
 		return err
 	}
-	if done, err := c.writeOn(ctx, sock, typ, p); done {
+	if done, err := sock.writeMessage(ctx, typ, p); done {
 		return err
 	}
-	return c.socketEnded(sock)
+	return sock.endedError()
 }
 
-// socketEnded is the error of a scoped act on a socket that ended.
-func (c *Client) socketEnded(s *socket) error {
+// endedError is the error of a scoped act on a socket that ended.
+func (s *socket) endedError() error {
+	c := s.c
 	if c.State() == StateClosed {
 		return &socketEndedError{attempt: s.attempt, closed: c.Err()}
 	}

@@ -13,6 +13,7 @@ import (
 // runs beside it: the read pump while it is open, and the application
 // heartbeat from the handshake on. Its Session is the handle users hold.
 type socket struct {
+	c       *Client
 	conn    *websocket.Conn
 	tcp     *tcpSlot
 	attempt int
@@ -75,7 +76,8 @@ func (s *socket) retire() {
 // release is the loop letting go of the socket: the application heartbeat
 // stops, the Session's acts end, and the socket is no longer the current
 // one.
-func (c *Client) release(s *socket) {
+func (s *socket) release() {
+	c := s.c
 	s.settle()
 	s.goMu.Lock()
 	s.released = true

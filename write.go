@@ -40,7 +40,7 @@ func (c *Client) Write(ctx context.Context, typ websocket.MessageType, p []byte)
 	}
 	for {
 		if s := c.open.Load(); s != nil && !s.retired.Load() {
-			if done, err := c.writeOn(ctx, s, typ, p); done {
+			if done, err := s.writeMessage(ctx, typ, p); done {
 				return err
 			}
 			continue // s was retired while this write waited its turn
@@ -78,12 +78,13 @@ func checkMessageType(method string, typ websocket.MessageType) error {
 var errHandlerHoldsNextSocket = fmt.Errorf("%w: called from the WithOnMessage handler, whose return the next socket waits for (reply with Message.Session.Write)",
 	ErrSocketEnded)
 
-// writeOn writes one message on s, or reports (false) that s was retired
+// writeMessage writes one message on s, or reports (false) that s was retired
 // while the write waited for its turn. Writes take turns on the socket's
 // gate, so a Write whose ctx ends while it waits has written nothing and
 // leaves the socket up. A write that fails on the socket finishes it:
 // coder/websocket cannot take back half a frame.
-func (c *Client) writeOn(ctx context.Context, s *socket, typ websocket.MessageType, p []byte) (bool, error) {
+func (s *socket) writeMessage(ctx context.Context, typ websocket.MessageType, p []byte) (bool, error) {
+	c := s.c
 	select {
 	case s.writing <- struct{}{}:
 	case <-ctx.Done():
@@ -145,7 +146,7 @@ func (c *Client) waitWriteLimiter(ctx context.Context) error {
 // socket: the peer's close frame may still wait to be read, and its code,
 // not the failed write, is the verdict; the read fails next by itself.
 // Any other failure (coder/websocket's own, with no I/O error in it) cuts
-// the socket now. A write its ctx cut is not here: writeOn names it.
+// the socket now. A write its ctx cut is not here: writeMessage names it.
 func (s *socket) writeFailed(err error) {
 	if connBroken(err) {
 		s.retired.Store(true)

@@ -105,7 +105,7 @@ func closeFault(code websocket.StatusCode, want resocket.Action, weight int) Fau
 		plan: func(rng *rand.Rand, conn int) resockettest.Script {
 			steps := preamble(rng, conn)
 			up := time.Duration(rng.IntN(60)) * time.Millisecond
-			return resockettest.Script{Steps: append(steps, pinging(rng, withAppPings(resockettest.EchoThen(up, resockettest.Close(code, "chaos")))))}
+			return resockettest.Script{Steps: append(steps, pinging(rng, withAppPings(echoTextThen(up, resockettest.Close(code, "chaos")))))}
 		}}
 }
 
@@ -114,7 +114,7 @@ func openFault(name string, code websocket.StatusCode, weight int, fault resocke
 		plan: func(rng *rand.Rand, conn int) resockettest.Script {
 			steps := preamble(rng, conn)
 			up := time.Duration(rng.IntN(60)) * time.Millisecond
-			return resockettest.Script{Steps: append(steps, pinging(rng, withAppPings(resockettest.EchoThen(up, fault))))}
+			return resockettest.Script{Steps: append(steps, pinging(rng, withAppPings(echoTextThen(up, fault))))}
 		}}
 }
 

@@ -1,0 +1,156 @@
+package otelresocket_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/coder/websocket"
+	"github.com/resocket/resocket"
+	"github.com/resocket/resocket/resockettest"
+	"go.opentelemetry.io/otel/attribute"
+)
+
+// newClient makes a client of srv with the test handshake, closed when
+// the test ends.
+func newClient(t *testing.T, url string, opts ...resocket.Option) *resocket.Client {
+	t.Helper()
+	opts = append([]resocket.Option{resocket.WithHandshake(handshake), resocket.WithConnectTimeout(waitFor)}, opts...)
+	c, err := resocket.New(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// connectAndEcho connects c and sends one message, read back.
+func connectAndEcho(t *testing.T, c *resocket.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	if err := c.Write(ctx, websocket.MessageText, []byte("hi")); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if _, _, err := c.Read(ctx); err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+}
+
+// states returns the state gauge of shard s: connecting, open, closing,
+// closed.
+func states(t *testing.T, tel *telemetry, s int) [4]int64 {
+	t.Helper()
+	points, _ := sums[int64](t, tel.metrics(t), "resocket.client.state")
+	var out [4]int64
+	for i, name := range []string{"connecting", "open", "closing", "closed"} {
+		out[i] = points[set(attribute.Int("shard", s), stateKV(name))]
+	}
+	return out
+}
+
+func messagesOut(t *testing.T, tel *telemetry, s int) int64 {
+	t.Helper()
+	points, _ := sums[int64](t, tel.metrics(t), "resocket.client.messages")
+	return points[set(attribute.Int("shard", s), direction("out"))]
+}
+
+func TestManyClientsOneInstrumentation(t *testing.T) {
+	srv := resockettest.NewServer(t)
+	srv.SetDefault(resockettest.Script{Steps: steps(resockettest.Echo())})
+	tel := newTelemetry(t)
+	in := tel.instrumentation(t)
+
+	var clients [2][3]*resocket.Client
+	var stops [2][3]func()
+	for s := range clients {
+		for i := range clients[s] {
+			clients[s][i] = newClient(t, srv.URL)
+			stops[s][i] = in.Instrument(clients[s][i], attribute.Int("shard", s))
+			connectAndEcho(t, clients[s][i])
+		}
+	}
+	idle := newClient(t, srv.URL) // never connected: CONNECTING
+	in.Instrument(idle, attribute.Int("shard", 1))
+
+	if got := states(t, tel, 0); got != [4]int64{0, 3, 0, 0} {
+		t.Errorf("shard 0 states %v, want 3 open", got)
+	}
+	if got := states(t, tel, 1); got != [4]int64{1, 3, 0, 0} {
+		t.Errorf("shard 1 states %v, want 1 connecting, 3 open", got)
+	}
+
+	// stop unregisters before it returns; the counts stay in the sums.
+	stops[0][0]()
+	stops[0][0]()
+	if got := states(t, tel, 0); got != [4]int64{0, 2, 0, 0} {
+		t.Errorf("after stop: shard 0 states %v, want 2 open", got)
+	}
+	if got := messagesOut(t, tel, 0); got != 3 {
+		t.Errorf("after stop: shard 0 messages out %d, want 3", got)
+	}
+
+	// CLOSED unregisters by itself.
+	clients[1][0].Close()
+	idle.Close()
+	eventually(t, "shard 1 down to 2 open clients and no other", func() bool {
+		return states(t, tel, 1) == [4]int64{0, 2, 0, 0}
+	})
+	if got := messagesOut(t, tel, 1); got != 3 {
+		t.Errorf("after CLOSED: shard 1 messages out %d, want 3", got)
+	}
+	stops[1][0]() // after CLOSED: returns at once
+}
+
+// TestStopEndsOpenSpans: stop in the middle of the first connection
+// ends the spans it left open, with no outcome.
+func TestStopEndsOpenSpans(t *testing.T) {
+	srv := resockettest.NewServer(t)
+	srv.SetDefault(resockettest.Script{Status: http.StatusServiceUnavailable})
+	tel := newTelemetry(t)
+	c := newClient(t, srv.URL,
+		resocket.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(time.Hour) }))
+	stop := tel.instrumentation(t).Instrument(c)
+	events, _ := c.Subscribe(64)
+	connected := make(chan error, 1)
+	go func() { connected <- c.Connect(context.Background()) }()
+	// The same publish reached the instrumentation's channel, which stop
+	// drains before it returns.
+	await(t, events, "the first attempt's Disconnected", func(e resocket.Event) bool {
+		_, ok := e.(resocket.Disconnected)
+		return ok
+	})
+	stop()
+	if started, ended := len(tel.spans.Started()), len(tel.spans.Ended()); started != 2 || ended != 2 {
+		t.Errorf("%d spans started, %d ended; want 2 and 2", started, ended)
+	}
+	for _, s := range tel.spans.Ended() {
+		if s.Name() == "resocket.connect" && len(s.Attributes()) != 0 {
+			t.Errorf("connect span after stop: attributes %v, want none", s.Attributes())
+		}
+	}
+	c.Close()
+	<-connected
+}
+
+// TestInstrumentAClosedClient: a client instrumented after it closed is
+// measured by nothing but its counters, and lets go at once.
+func TestInstrumentAClosedClient(t *testing.T) {
+	tel := newTelemetry(t)
+	c := newClient(t, "ws://127.0.0.1:1/")
+	c.Close()
+	stop := tel.instrumentation(t).Instrument(c, shard)
+	eventually(t, "the closed client unregistered", func() bool {
+		points, _ := sums[int64](t, tel.metrics(t), "resocket.client.state")
+		return points[set(shard, stateKV("closed"))] == 0
+	})
+	stop()
+	if n := len(tel.spans.Started()); n != 0 {
+		t.Errorf("%d spans for a closed client, want 0", n)
+	}
+}
