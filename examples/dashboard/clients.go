@@ -11,12 +11,13 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/resocket/resocket"
+	"github.com/resocket/resocket/otelresocket"
 )
 
 // fleet runs the clients, each instrumented before it connects.
 type fleet struct {
-	url        string
-	instrument func(c *resocket.Client) (stop func())
+	url string
+	in  *otelresocket.Instrumentation
 }
 
 // run keeps n clients connected until ctx ends, then closes them all.
@@ -37,7 +38,7 @@ func (f *fleet) keep(ctx context.Context, id int) {
 		if err != nil {
 			return // the options and the URL are ours: not expected
 		}
-		stop := f.instrument(c)
+		stop := f.in.Instrument(c)
 		f.drive(ctx, c)
 		select {
 		case <-ctx.Done():

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/resocket/resocket/otelresocket"
 	"github.com/resocket/resocket/resockettest"
 )
 
@@ -68,7 +69,7 @@ func dashboard(ctx context.Context, cfg config, ready func(url string)) error {
 		return err
 	}
 	defer mp.Shutdown(context.Background())
-	in, err := newInstrumentation(mp)
+	in, err := otelresocket.New(otelresocket.WithMeterProvider(mp))
 	if err != nil {
 		return err
 	}
@@ -90,7 +91,7 @@ func dashboard(ctx context.Context, cfg config, ready func(url string)) error {
 		ctx, cancel = context.WithTimeout(ctx, cfg.duration)
 		defer cancel()
 	}
-	(&fleet{url: srv.URL, instrument: in}).run(ctx, cfg.clients)
+	(&fleet{url: srv.URL, in: in}).run(ctx, cfg.clients)
 	return nil
 }
 

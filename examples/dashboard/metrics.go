@@ -17,19 +17,17 @@ func newMetrics() (*sdkmetric.MeterProvider, http.Handler, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp),
-		buckets("resocket.client.heartbeat.rtt", 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-		buckets("resocket.client.reconnect.duration", 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-	)
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), rttBuckets())
 	return mp, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), nil
 }
 
-// buckets sets the histogram boundaries of one instrument, in seconds:
-// OpenTelemetry's defaults (0 to 10000) suit milliseconds, not round trips
-// of a fraction of one.
-func buckets(instrument string, bounds ...float64) sdkmetric.Option {
+// rttBuckets gives the heartbeat's round trips finer buckets than
+// otelresocket's, which start at 1 ms: a round trip on loopback takes a
+// fraction of one, and all of them would share the first bucket.
+func rttBuckets() sdkmetric.Option {
+	bounds := []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}
 	return sdkmetric.WithView(sdkmetric.NewView(
-		sdkmetric.Instrument{Name: instrument},
+		sdkmetric.Instrument{Name: "resocket.client.heartbeat.rtt"},
 		sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: bounds}},
 	))
 }
