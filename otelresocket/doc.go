@@ -37,7 +37,7 @@
 //	resocket.client.messages             observable Counter          {message}     resocket.direction                               messages received and delivered (in), handed to a socket by Write (out)
 //	resocket.client.bytes                observable Counter          By            resocket.direction                               their payload bytes
 //	resocket.client.write_limiter.wait   observable Counter          s                                                              the time Writes waited on the write limiter, all together
-//	resocket.client.events.dropped       observable Counter          {event}                                                        events dropped from full subscriber buffers
+//	resocket.client.events.dropped       observable Counter          {event}                                                        events dropped from any of the client's event channels, Events() included
 //
 // The histograms have explicit buckets from 1 ms to 10 min: 0.001, 0.0025,
 // 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
