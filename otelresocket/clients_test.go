@@ -76,7 +76,7 @@ func TestManyClientsOneInstrumentation(t *testing.T) {
 		}
 	}
 	idle := newClient(t, srv.URL) // never connected: CONNECTING
-	in.Instrument(idle, attribute.Int("shard", 1))
+	stopIdle := in.Instrument(idle, attribute.Int("shard", 1))
 
 	if got := states(t, tel, 0); got != [4]int64{0, 3, 0, 0} {
 		t.Errorf("shard 0 states %v, want 3 open", got)
@@ -95,16 +95,23 @@ func TestManyClientsOneInstrumentation(t *testing.T) {
 		t.Errorf("after stop: shard 0 messages out %d, want 3", got)
 	}
 
-	// CLOSED unregisters by itself.
+	// A CLOSED client is counted as closed until stop.
 	clients[1][0].Close()
 	idle.Close()
-	eventually(t, "shard 1 down to 2 open clients and no other", func() bool {
-		return states(t, tel, 1) == [4]int64{0, 2, 0, 0}
+	eventually(t, "shard 1 at 2 open clients and 2 closed", func() bool {
+		return states(t, tel, 1) == [4]int64{0, 2, 0, 2}
 	})
 	if got := messagesOut(t, tel, 1); got != 3 {
 		t.Errorf("after CLOSED: shard 1 messages out %d, want 3", got)
 	}
 	stops[1][0]() // after CLOSED: returns at once
+	stopIdle()
+	if got := states(t, tel, 1); got != [4]int64{0, 2, 0, 0} {
+		t.Errorf("after stop: shard 1 states %v, want 2 open", got)
+	}
+	if got := messagesOut(t, tel, 1); got != 3 {
+		t.Errorf("after stop: shard 1 messages out %d, want 3", got)
+	}
 }
 
 // TestStopEndsOpenSpans: stop in the middle of the first connection
@@ -145,11 +152,13 @@ func TestInstrumentAClosedClient(t *testing.T) {
 	c := newClient(t, "ws://127.0.0.1:1/")
 	c.Close()
 	stop := tel.instrumentation(t).Instrument(c, shard)
-	eventually(t, "the closed client unregistered", func() bool {
-		points, _ := sums[int64](t, tel.metrics(t), "resocket.client.state")
-		return points[set(shard, stateKV("closed"))] == 0
-	})
+	if points, _ := sums[int64](t, tel.metrics(t), "resocket.client.state"); points[set(shard, stateKV("closed"))] != 1 {
+		t.Errorf("a CLOSED client: states %v, want it counted as closed", points)
+	}
 	stop()
+	if points, _ := sums[int64](t, tel.metrics(t), "resocket.client.state"); points[set(shard, stateKV("closed"))] != 0 {
+		t.Errorf("after stop: states %v, want the client gone", points)
+	}
 	if n := len(tel.spans.Started()); n != 0 {
 		t.Errorf("%d spans for a closed client, want 0", n)
 	}

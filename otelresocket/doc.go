@@ -6,7 +6,8 @@
 // runs per message: message and byte counts are observable instruments,
 // read from Stats when the metrics are collected. One goroutine per
 // instrumented client handles its events; it ends when the client is
-// CLOSED or when stop is called.
+// CLOSED or when stop is called. A CLOSED client is counted as closed in
+// resocket.client.state until stop.
 //
 //	in, err := otelresocket.New() // the global providers, or WithMeterProvider, WithTracerProvider
 //	if err != nil {
@@ -59,9 +60,9 @@
 // The attempts hang under one span per outage, each the root of its own
 // trace. resocket.connect runs from the first Dialing to the first OPEN
 // (resocket.outcome=open) or to CLOSED. resocket.reconnect opens when an
-// OPEN socket ends and the client goes on (a Disconnected that had Opened,
-// with an action that is not fatal; its verdict as attributes), and ends
-// at the next OPEN with resocket.outcome resumed or reidentified. Both
+// OPEN socket ends (a Disconnected that had Opened; its verdict as
+// attributes), and ends at the next OPEN with resocket.outcome resumed or
+// reidentified; after a fatal verdict, at the CLOSED that follows. Both
 // carry resocket.attempts, the attempts they hold. CLOSED ends any of
 // them with resocket.outcome=closed and status Error with Client.Err's
 // text; stop ends them without an outcome.

@@ -106,9 +106,10 @@ func New(opts ...Option) (*Instrumentation, error) {
 	return in, nil
 }
 
-// Instrument observes c until stop is called or c is CLOSED, whichever
-// comes first: it subscribes to c's events (one goroutine, which ends by
-// then) and adds c to the observable callback. Call it before Connect to
+// Instrument observes c until stop is called: it subscribes to c's
+// events (one goroutine, which ends when c is CLOSED or at stop) and adds
+// c to the observable callback, where a CLOSED client is counted as
+// closed until stop. Call stop when the program lets go of c. Call it before Connect to
 // see every event from the first dial; a client instrumented later is
 // measured from then on, and its counters from Stats in full.
 //
@@ -119,8 +120,10 @@ func New(opts ...Option) (*Instrumentation, error) {
 // client that ended stay in its series' totals. An attribute with the
 // key of one of the package's own is overridden by it.
 //
-// stop ends the subscription, ends any span left open, and removes c from
-// the callback before it returns; it is safe to call any number of times.
+// stop ends the subscription, handles every event c had already
+// published (so that a collection right after it holds them all), ends
+// any span left open, and removes c from the callback before it returns;
+// it is safe to call any number of times.
 // Instrument a client once per Instrumentation: twice counts it twice. A
 // nil Instrumentation or client is reported to otel.Handle and gives a
 // stop that does nothing.

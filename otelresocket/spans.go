@@ -105,7 +105,9 @@ func (s *spans) connected(e resocket.Connected) (time.Duration, bool) {
 }
 
 // disconnected ends a failed attempt's span with the verdict, or opens a
-// reconnect span when an OPEN socket ended and the client goes on.
+// reconnect span when an OPEN socket ended. After a fatal verdict the
+// CLOSED that follows ends it at once (outcome closed, status Error), so
+// that the trace shows how the client ended.
 func (s *spans) disconnected(e resocket.Disconnected) {
 	if !e.Opened {
 		if s.attempt != nil {
@@ -113,9 +115,6 @@ func (s *spans) disconnected(e resocket.Disconnected) {
 			s.attempt.SetStatus(codes.Error, errText(e.Disconnect))
 			s.endAttempt()
 		}
-		return
-	}
-	if e.Action == resocket.ActionFatal {
 		return
 	}
 	s.endAttempt()

@@ -57,6 +57,10 @@ var outageSpans = map[string]wantSpan{
 		attrs: append(verdictAttrs(1001, 0, "retry"), outcome("resumed"), attempts(1))},
 	"#5": {name: "resocket.attempt", parent: "reconnect 1001", link: "#4", kind: trace.SpanKindClient,
 		attrs: attemptAttrs(5, "resume", outcome("open")), events: []string{"upgraded"}},
+	// The fatal end of an OPEN socket: a reconnect span that CLOSED ends
+	// at once, so that the trace shows how the client ended.
+	"reconnect 4004": {name: "resocket.reconnect", kind: trace.SpanKindInternal,
+		attrs: append(verdictAttrs(4004, 0, "fatal"), outcome("closed"), attempts(0)), err: "4004"},
 }
 
 func checkOutageSpans(t *testing.T, o *outage) {
@@ -75,13 +79,13 @@ func checkOutageSpans(t *testing.T, o *outage) {
 		}
 		checkSpan(t, id, s, want, got)
 	}
-	// One trace for the first connection, one per outage.
+	// One trace for the first connection, one per outage, one for the end.
 	traces := map[trace.TraceID][]string{}
 	for id, s := range got {
 		traces[s.SpanContext().TraceID()] = append(traces[s.SpanContext().TraceID()], id)
 	}
-	if len(traces) != 3 {
-		t.Errorf("%d traces, want 3: %v", len(traces), traces)
+	if len(traces) != 4 {
+		t.Errorf("%d traces, want 4: %v", len(traces), traces)
 	}
 	if r, last := got["reconnect 1006"], got["#4"]; r.EndTime().Before(last.EndTime()) || last.StartTime().Before(r.StartTime()) {
 		t.Errorf("reconnect 1006 [%v, %v] does not hold #4 [%v, %v]", r.StartTime(), r.EndTime(), last.StartTime(), last.EndTime())

@@ -49,18 +49,21 @@ func (in *Instrumentation) watch(c *resocket.Client, attrs []attribute.KeyValue)
 	return w
 }
 
-// stop ends the subscription and waits for the goroutine, which removes
-// the client from the callback on its way out.
+// stop ends the subscription, waits for the goroutine (which handles
+// every event already published first) and removes the client from the
+// callback.
 func (w *watcher) stop() {
 	w.once.Do(w.cancel)
 	<-w.done
+	w.in.clients.remove(w.member)
 }
 
 // run handles the events until the channel closes: after CLOSED, or when
-// stop cancelled the subscription.
+// stop cancelled the subscription. A CLOSED client stays in the callback,
+// counted as closed, until stop: a shard that ended for good shows, it
+// does not vanish from the gauge.
 func (w *watcher) run() {
 	defer close(w.done)
-	defer w.in.clients.remove(w.member)
 	for e := range w.events {
 		w.handle(e)
 	}
