@@ -42,6 +42,8 @@ type Disconnect struct {
 	// Code is the close code: the peer's, 1006 when the socket died without
 	// a close frame (EOF, reset, heartbeat timeout), 1015 for a TLS failure,
 	// and 0 when no socket was made or the handshake failed without one.
+	// After a Reconnect (Client's or Session's) it is the code the client
+	// sent; errors.Is(Err, ErrReconnectRequested) tells it from the peer's.
 	Code websocket.StatusCode
 	// Reason is the close reason sent with Code.
 	Reason string

@@ -253,7 +253,10 @@ func WithReadQueue(n int) Option {
 }
 
 // WithEventBuffer sets the buffer of the channel Events returns. Defaults
-// to 32; a connection change makes two to four events.
+// to 32; a drop and its reconnect make about seven (Disconnected,
+// StateChanged, Retrying, Dialing, Upgraded, StateChanged, Connected),
+// and every heartbeat one more (HeartbeatRTT): a consumer that reads
+// Events only now and then needs room for what happens meanwhile.
 func WithEventBuffer(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n < 1 {

@@ -54,6 +54,10 @@ func (s *Session) live() (*Client, *socket, bool) {
 // closed, the error wraps ErrClosed too. A write that fails because the
 // socket breaks under it returns that failure (a reset, say): the frame
 // was not handed over either, and the socket's end is reported as usual.
+//
+// In the handshake, Session.Conn writes raw (no limiter, not counted in
+// Stats), which is what an identify or a resume wants; Session.Write
+// there is for what the protocol counts against its send limit.
 func (s *Session) Write(ctx context.Context, typ websocket.MessageType, p []byte) error {
 	c, sock, ok := s.live()
 	if !ok {
