@@ -208,9 +208,12 @@ func (l *loop) serve(s *socket) (*outcome, bool) {
 	s.watchIdle()
 
 	var err error
+	var ended time.Time // the socket's end, before any close handshake: the stable period stops here
 	select {
 	case err = <-s.readErr:
+		ended = c.cfg.clock.Now()
 	case <-s.cutCtx.Done():
+		ended = c.cfg.clock.Now()
 		if code, reason := s.closingFrame(); code != 0 { // Reconnect's; other cuts closed the socket already
 			s.close(code, reason)
 		}
@@ -231,7 +234,7 @@ func (l *loop) serve(s *socket) (*outcome, bool) {
 	s.waitPump()
 	o := s.readFailed(err)
 	s.release()
-	o.stable = c.cfg.clock.Now().Sub(s.openedAt) >= c.cfg.stableAfter
+	o.stable = ended.Sub(s.openedAt) >= c.cfg.stableAfter
 	o.opened = true
 	return &o, true
 }

@@ -27,9 +27,9 @@ var (
 	fatal      = resocket.ActionFatal
 )
 
-// The whole table, code by code and status by status. client_test.go drives
-// each row through a real server; this pins every value, including the
-// ones between the rows.
+// The whole table, code by code and status by status. The Rows tests
+// below (TestCloseCodeRows, ...) drive each row through a real server;
+// this pins every value, including the ones between the rows.
 func TestDefaultPolicyTable(t *testing.T) {
 	codes := map[websocket.StatusCode]resocket.Action{
 		1000: reidentify, 1001: retry, 1002: reidentify, 1003: fatal, 1004: retry,

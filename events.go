@@ -13,10 +13,11 @@ import (
 //
 // One attempt publishes, in order: Dialing; Upgraded once the server
 // accepted the upgrade; IdentifyPaced if its handshake waited on the
-// identify limiter; then Connected when it is OPEN. While OPEN, each
-// heartbeat round trip publishes HeartbeatRTT. The socket's or the
-// attempt's end publishes one Disconnected, then Retrying unless the
-// verdict was fatal.
+// identify limiter; then Connected when it is OPEN. Each heartbeat round
+// trip publishes HeartbeatRTT: the ping heartbeat's while OPEN, a
+// Session.Heartbeat's from the handshake on (so one may come before
+// Connected). The socket's or the attempt's end publishes one
+// Disconnected, then Retrying unless the verdict was fatal.
 type Event interface {
 	event()
 }
@@ -40,9 +41,10 @@ type Upgraded struct {
 	Attempt int
 }
 
-// HeartbeatRTT reports a heartbeat round trip of the OPEN socket made by
+// HeartbeatRTT reports a heartbeat round trip of the socket made by
 // attempt Attempt: a ping answered by its pong, or, with
-// Session.Heartbeat, a beat answered by AckHeartbeat. Stats().RTT is the
+// Session.Heartbeat, a beat answered by AckHeartbeat (from the handshake
+// on). Stats().RTT is the
 // last one.
 type HeartbeatRTT struct {
 	Attempt int
@@ -63,7 +65,9 @@ type Disconnected struct {
 	Action Action
 	Next   time.Duration
 	// Attempt is the attempt that made the socket, or that failed; Opened
-	// says whether its socket had reached OPEN.
+	// says whether its socket had reached OPEN. A Reconnect made during
+	// the wait before the next attempt ends no socket: its Disconnected
+	// has Attempt 0.
 	Attempt int
 	Opened  bool
 }

@@ -225,14 +225,15 @@ func sendBeat(s *socket, now time.Time, interval time.Duration, beat func(contex
 
 // ack records an acknowledged beat and its round trip.
 func (s *socket) ack() {
-	c := s.c
 	s.app.mu.Lock()
-	defer s.app.mu.Unlock()
 	if !s.app.outstanding {
+		s.app.mu.Unlock()
 		return
 	}
 	s.app.outstanding = false
-	s.roundTrip(c.cfg.clock.Now().Sub(s.app.sentAt))
+	rtt := s.c.cfg.clock.Now().Sub(s.app.sentAt)
+	s.app.mu.Unlock()
+	s.roundTrip(rtt) // publishes: not under the heartbeat's lock
 }
 
 // AckHeartbeat tells the client that the protocol's heartbeat ACK arrived

@@ -26,6 +26,9 @@ type outcome struct {
 	forced *Action // chosen by the handshake (Fatal, Reidentify) or by Reconnect
 	stable bool    // the socket stayed OPEN for the stable period
 	opened bool    // the socket had reached OPEN
+	// noAttempt marks a Reconnect during the wait: it ends no socket, so
+	// its Disconnected names no attempt (Attempt 0).
+	noAttempt bool
 	// byRequest marks a Reconnect's outcome; delay, when set, replaces the
 	// schedule (a Reconnect during the wait).
 	byRequest bool
@@ -106,10 +109,14 @@ func (l *loop) open(s *socket) bool {
 	c := l.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.life.Err() != nil || !c.transition(StateOpen, s, nil) {
+	if c.life.Err() != nil {
 		return false
 	}
-	s.openedAt = c.cfg.clock.Now() // before Connected: whoever sees it may move the clock
+	// Before the transition publishes: whoever sees OPEN may move the clock.
+	s.openedAt = c.cfg.clock.Now()
+	if !c.transition(StateOpen, s, nil) {
+		return false
+	}
 	c.stats.opens.Add(1)
 	c.log.Debug("resocket: open", "attempt", l.attempt, "mode", l.mode)
 	publish(&c.events, Connected{Attempt: l.attempt, Mode: l.mode})
@@ -139,7 +146,11 @@ func (l *loop) judge(o outcome) bool {
 	}
 	c.log.Debug("resocket: disconnected", "code", int(o.d.Code), "reason", o.d.Reason,
 		"status", o.d.HTTPStatus, "err", o.d.Err, "action", action, "next", delay)
-	publish(&c.events, Disconnected{Disconnect: o.d, Action: action, Next: delay, Attempt: l.attempt, Opened: o.opened})
+	attempt := l.attempt
+	if o.noAttempt {
+		attempt = 0
+	}
+	publish(&c.events, Disconnected{Disconnect: o.d, Action: action, Next: delay, Attempt: attempt, Opened: o.opened})
 	if action != ActionRetry { // the session is over: so is its resume URL
 		l.hasSession = false
 		c.mu.Lock()
@@ -231,11 +242,12 @@ func (l *loop) next(o outcome) time.Duration {
 // returns false when the client is stopping.
 func (l *loop) wait() (*outcome, bool) {
 	c := l.c
-	publish(&c.events, Retrying{Attempt: l.attempt + 1, Delay: l.delay, Mode: l.mode})
 	clk := c.cfg.clock
 	deadline := clk.Now().Add(l.delay)
 	t := clk.NewTimer(l.delay)
 	defer t.Stop()
+	// After the timer is armed: whoever sees Retrying may move the clock.
+	publish(&c.events, Retrying{Attempt: l.attempt + 1, Delay: l.delay, Mode: l.mode})
 	for {
 		select {
 		case <-t.C():
@@ -246,6 +258,7 @@ func (l *loop) wait() (*outcome, bool) {
 				continue
 			}
 			o := r.outcome()
+			o.noAttempt = true      // no socket or attempt of its own: its Disconnected names none
 			var delay time.Duration // cut the wait
 			if l.waitByReq {
 				delay = max(deadline.Sub(clk.Now()), 0)

@@ -102,10 +102,10 @@ func (s *socket) pump() {
 			return
 		}
 		s.idle.arrived()
-		c.stats.received(len(data))
 		m := Message{Type: typ, Data: data, Attempt: s.attempt, Session: s.session}
 		select {
 		case c.queue <- m:
+			c.stats.received(len(data))
 			continue
 		default:
 		}
@@ -113,6 +113,7 @@ func (s *socket) pump() {
 		s.stalled.Store(true)
 		select {
 		case c.queue <- m:
+			c.stats.received(len(data))
 			s.stalled.Store(false)
 		case <-c.life.Done():
 			s.readErr <- c.life.Err()

@@ -400,4 +400,8 @@ func TestReconnectCutsTheWaitOnTheClock(t *testing.T) {
 	if r := nth[resocket.Retrying](t, rec, 2); r.Delay != 0 {
 		t.Fatalf("the cut wait's Retrying.Delay %v, want 0", r.Delay)
 	}
+	// The Reconnect ended no socket: its Disconnected names no attempt.
+	if d := nth[resocket.Disconnected](t, rec, 2); d.Attempt != 0 || d.Opened {
+		t.Fatalf("the Reconnect's Disconnected: attempt %d, opened %v; want 0 and false", d.Attempt, d.Opened)
+	}
 }

@@ -47,7 +47,7 @@ type socket struct {
 	connectTimer connectTimer
 	identifying  atomic.Bool
 	identified   atomic.Bool
-	// idle is the idle limit (Session.SetIdleTimeout; heartbeat.go).
+	// idle is the idle limit (Session.SetIdleTimeout; idle.go).
 	idle idleWatch
 	// retired is set when the socket is known to be finished (a cut, a
 	// failed write, a verdict): Client.Write then waits for the next

@@ -11,6 +11,7 @@ import (
 	"github.com/resocket/resocket"
 	"github.com/resocket/resocket/resockettest"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 )
 
 // newClient makes a client of srv with the test handshake, closed when
@@ -161,5 +162,40 @@ func TestInstrumentAClosedClient(t *testing.T) {
 	}
 	if n := len(tel.spans.Started()); n != 0 {
 		t.Errorf("%d spans for a closed client, want 0", n)
+	}
+}
+
+// TestCloseIsNoError: a Close the program asked for, mid-connect, ends
+// the open spans with outcome closed and no error status.
+func TestCloseIsNoError(t *testing.T) {
+	srv := resockettest.NewServer(t)
+	srv.SetDefault(resockettest.Script{Status: http.StatusServiceUnavailable})
+	tel := newTelemetry(t)
+	c := newClient(t, srv.URL,
+		resocket.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(time.Hour) }))
+	stop := tel.instrumentation(t).Instrument(c)
+	defer stop()
+	events, _ := c.Subscribe(64)
+	connected := make(chan error, 1)
+	go func() { connected <- c.Connect(context.Background()) }()
+	await(t, events, "the first attempt's Retrying", func(e resocket.Event) bool {
+		_, ok := e.(resocket.Retrying)
+		return ok
+	})
+	c.Close()
+	<-connected
+	stop()
+	var found bool
+	for _, s := range tel.spans.Ended() {
+		if s.Name() != "resocket.connect" {
+			continue
+		}
+		found = true
+		if s.Status().Code != codes.Unset || attrsOf(s)["resocket.outcome"].AsString() != "closed" {
+			t.Errorf("connect span after Close: status %v, attributes %v; want Unset and outcome closed", s.Status(), s.Attributes())
+		}
+	}
+	if !found {
+		t.Error("no resocket.connect span")
 	}
 }

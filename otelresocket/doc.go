@@ -65,5 +65,6 @@
 // reidentified; after a fatal verdict, at the CLOSED that follows. Both
 // carry resocket.attempts, the attempts they hold. CLOSED ends any of
 // them with resocket.outcome=closed and status Error with Client.Err's
-// text; stop ends them without an outcome.
+// text, unless the program closed the client (Err is ErrClosed); stop
+// ends them without an outcome.
 package otelresocket

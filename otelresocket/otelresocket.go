@@ -188,7 +188,9 @@ func shared(cfg config) (*Instrumentation, error) {
 	if err != nil {
 		return nil, err
 	}
-	cache.entries = append(cache.entries, cacheEntry{mp: cfg.mp, tp: cfg.tp, in: in})
+	if same(cfg.mp, cfg.mp) && same(cfg.tp, cfg.tp) { // one that never matches is not kept
+		cache.entries = append(cache.entries, cacheEntry{mp: cfg.mp, tp: cfg.tp, in: in})
+	}
 	return in, nil
 }
 

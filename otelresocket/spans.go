@@ -109,6 +109,9 @@ func (s *spans) connected(e resocket.Connected) (time.Duration, bool) {
 // CLOSED that follows ends it at once (outcome closed, status Error), so
 // that the trace shows how the client ended.
 func (s *spans) disconnected(e resocket.Disconnected) {
+	if e.Attempt == 0 { // a Reconnect during the wait: the outage goes on
+		return
+	}
 	if !e.Opened {
 		if s.attempt != nil {
 			s.attempt.SetAttributes(append(verdict(e), keyOutcome.String("failed"))...)
@@ -123,20 +126,23 @@ func (s *spans) disconnected(e resocket.Disconnected) {
 	s.outage.SetAttributes(verdict(e)...)
 }
 
-// closed ends what is open: the client is CLOSED, err says why.
+// closed ends what is open: the client is CLOSED, err says why. A Close
+// the program asked for (Err is ErrClosed itself) is no error.
 func (s *spans) closed(err error) {
-	text := "closed"
-	if err != nil {
-		text = err.Error()
+	asked := err == resocket.ErrClosed
+	status := func(sp trace.Span) {
+		if !asked && err != nil {
+			sp.SetStatus(codes.Error, err.Error())
+		}
 	}
 	if s.attempt != nil {
 		s.attempt.SetAttributes(keyOutcome.String("closed"))
-		s.attempt.SetStatus(codes.Error, text)
+		status(s.attempt)
 		s.endAttempt()
 	}
 	if s.outage != nil {
 		s.outage.SetAttributes(keyOutcome.String("closed"), keyAttempts.Int(s.outageTries))
-		s.outage.SetStatus(codes.Error, text)
+		status(s.outage)
 		s.endOutage()
 	}
 }

@@ -100,7 +100,7 @@ func (w *watcher) handle(e resocket.Event) {
 
 func (w *watcher) disconnected(ctx context.Context, e resocket.Disconnected) {
 	inst := &w.in.inst
-	if !e.Opened {
+	if !e.Opened && e.Attempt != 0 { // Attempt 0: a Reconnect during the wait, no attempt of its own
 		m := w.mode // the attempt's, unless its Dialing was dropped
 		inst.attempts.Add(ctx, 1, with(w.attrs, mode(m), keyOutcome.String("failed")))
 	}

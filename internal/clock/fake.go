@@ -50,7 +50,10 @@ func (f *Fake) AfterFunc(d time.Duration, fn func()) Timer {
 }
 
 // Advance moves the clock by d, firing every timer that falls due, in
-// order, each with the clock at its deadline.
+// order, each with the clock at its deadline. Code on other goroutines
+// re-arms its timers when it gets to run, which may be after Advance
+// returned: to fire a timer that is re-armed every period, advance one
+// period at a time and wait for the re-arm (WaitFor, Arms).
 func (f *Fake) Advance(d time.Duration) {
 	f.mu.Lock()
 	end := f.now.Add(d)
@@ -74,8 +77,8 @@ func (f *Fake) Set(t time.Time) {
 			f.now = next.at
 		}
 		f.disarm(next)
+		next.fire() // under mu: a Stop or Reset that returns later finds no stale value
 		f.mu.Unlock()
-		next.fire()
 	}
 }
 
@@ -197,10 +200,10 @@ func (t *fakeTimer) Reset(d time.Duration) bool {
 		t.f.timers = append(t.f.timers, t)
 		t.f.wake()
 	}
-	t.f.mu.Unlock()
 	if d <= 0 {
 		t.fire()
 	}
+	t.f.mu.Unlock()
 	return armed
 }
 
@@ -216,13 +219,14 @@ func (t *fakeTimer) drain() {
 	}
 }
 
+// fire sends the time, or starts the func, with mu held.
 func (t *fakeTimer) fire() {
 	if t.fn != nil {
 		go t.fn()
 		return
 	}
 	select {
-	case t.c <- t.f.Now():
+	case t.c <- t.f.now:
 	default:
 	}
 }

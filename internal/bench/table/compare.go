@@ -20,9 +20,9 @@ func otelRows(m results, size string) {
 	echo := "CompareEcho/size=" + size + "/impl="
 	stream := "CompareStream/size=" + size + "/impl="
 	off, on := m.get(echo+"resocket-handler", "ns/op"), m.get(echo+"resocket-handler-otel", "ns/op")
-	row("otel on/off echo "+size+" B ns", off, on, on/off, "<= 1.05", on/off <= 1.05)
+	row("otel on/off echo "+size+" B ns", off, on, on/off, "<= 1.05", on > 0 && on/off <= 1.05)
 	off, on = m.get(stream+"resocket-handler", "ns/op"), m.get(stream+"resocket-handler-otel", "ns/op")
-	row("otel on/off stream "+size+" B throughput", 1, off/on, off/on, ">= 0.95", off/on >= 0.95)
+	row("otel on/off stream "+size+" B throughput", 1, off/on, off/on, ">= 0.95", on > 0 && off/on >= 0.95)
 	off, on = m.get(stream+"resocket-handler", "allocs/op"), m.get(stream+"resocket-handler-otel", "allocs/op")
 	row("otel on/off stream "+size+" B allocs/msg", off, on, on-off, "== 0", on == 0)
 }
