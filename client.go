@@ -313,6 +313,12 @@ func (c *Client) Stats() Stats {
 	}
 }
 
+// sent counts a message handed to a socket.
+func (s *stats) sent(n int) {
+	s.messagesOut.Add(1)
+	s.bytesOut.Add(int64(n))
+}
+
 // received counts a message delivered.
 func (s *stats) received(n int) {
 	s.messagesIn.Add(1)

@@ -103,8 +103,7 @@ func (s *socket) writeMessage(ctx context.Context, typ websocket.MessageType, p 
 	cut, err := s.write(ctx, typ, p)
 	switch {
 	case err == nil:
-		c.stats.messagesOut.Add(1)
-		c.stats.bytesOut.Add(int64(len(p)))
+		c.stats.sent(len(p))
 		return true, nil
 	case cut:
 		o := writeCut(ctx)

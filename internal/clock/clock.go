@@ -17,9 +17,6 @@ type Clock interface {
 	Now() time.Time
 	// NewTimer returns a timer that sends the time on C after d.
 	NewTimer(d time.Duration) Timer
-	// AfterFunc returns a timer that calls f on its own goroutine after
-	// d. Its C is nil.
-	AfterFunc(d time.Duration, f func()) Timer
 }
 
 // Timer is a time.Timer behind an interface. Stop and Reset follow Go
@@ -38,10 +35,6 @@ type realClock struct{}
 func (realClock) Now() time.Time { return time.Now() }
 
 func (realClock) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
-
-func (realClock) AfterFunc(d time.Duration, f func()) Timer {
-	return realTimer{time.AfterFunc(d, f)}
-}
 
 type realTimer struct{ t *time.Timer }
 

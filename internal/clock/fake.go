@@ -41,14 +41,6 @@ func (f *Fake) NewTimer(d time.Duration) Timer {
 	return t
 }
 
-// AfterFunc returns a timer that calls fn on its own goroutine when the
-// clock reaches now+d.
-func (f *Fake) AfterFunc(d time.Duration, fn func()) Timer {
-	t := &fakeTimer{f: f, fn: fn}
-	t.Reset(d)
-	return t
-}
-
 // Advance moves the clock by d, firing every timer that falls due, in
 // order, each with the clock at its deadline. Code on other goroutines
 // re-arms its timers when it gets to run, which may be after Advance
@@ -175,8 +167,7 @@ func (f *Fake) wake() {
 type fakeTimer struct {
 	f  *Fake
 	at time.Time
-	c  chan time.Time // nil for AfterFunc
-	fn func()
+	c  chan time.Time
 }
 
 func (t *fakeTimer) C() <-chan time.Time { return t.c }
@@ -210,21 +201,14 @@ func (t *fakeTimer) Reset(d time.Duration) bool {
 // drain drops a value fired and not received, as Go 1.23's timers do on
 // Stop and Reset. The caller holds mu.
 func (t *fakeTimer) drain() {
-	if t.c == nil {
-		return
-	}
 	select {
 	case <-t.c:
 	default:
 	}
 }
 
-// fire sends the time, or starts the func, with mu held.
+// fire sends the time, with mu held.
 func (t *fakeTimer) fire() {
-	if t.fn != nil {
-		go t.fn()
-		return
-	}
 	select {
 	case t.c <- t.f.now:
 	default:

@@ -12,8 +12,7 @@ func TestFakeFiresInOrderAtEachDeadline(t *testing.T) {
 	f := clock.NewFake()
 	start := f.Now()
 	a, b := f.NewTimer(2*time.Second), f.NewTimer(time.Second)
-	called := make(chan time.Time, 1)
-	f.AfterFunc(1500*time.Millisecond, func() { called <- f.Now() })
+	mid := f.NewTimer(1500 * time.Millisecond)
 	if got := f.Pending(); !slices.Equal(got, []time.Duration{time.Second, 1500 * time.Millisecond, 2 * time.Second}) {
 		t.Fatalf("Pending %v", got)
 	}
@@ -30,10 +29,8 @@ func TestFakeFiresInOrderAtEachDeadline(t *testing.T) {
 	if at := <-a.C(); !at.Equal(start.Add(2 * time.Second)) {
 		t.Fatalf("a fired at %v, want its deadline", at.Sub(start))
 	}
-	select {
-	case <-called:
-	case <-time.After(10 * time.Second):
-		t.Fatal("AfterFunc never ran")
+	if at := <-mid.C(); !at.Equal(start.Add(1500 * time.Millisecond)) {
+		t.Fatalf("mid fired at %v, want its deadline", at.Sub(start))
 	}
 	if len(f.Pending()) != 0 || !f.Now().Equal(start.Add(4*time.Second-time.Nanosecond)) {
 		t.Fatalf("after: pending %v, now +%v", f.Pending(), f.Now().Sub(start))

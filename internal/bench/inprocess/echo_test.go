@@ -17,34 +17,24 @@ func BenchmarkEcho(b *testing.B) {
 	url := startServer(b).URL
 	for _, size := range sizes {
 		msg := make([]byte, size)
-		b.Run(fmt.Sprintf("size=%d/impl=raw", size), func(b *testing.B) { echoRaw(b, url, msg) })
-		b.Run(fmt.Sprintf("size=%d/impl=resocket", size), func(b *testing.B) { echoRead(b, url, msg) })
+		b.Run(fmt.Sprintf("size=%d/impl=raw", size), func(b *testing.B) {
+			c := rawDial(b, url)
+			defer c.CloseNow()
+			echo(b, c, msg)
+		})
+		b.Run(fmt.Sprintf("size=%d/impl=resocket", size), func(b *testing.B) {
+			c := newClient(b, url)
+			defer c.Close()
+			echo(b, c, msg)
+		})
 		b.Run(fmt.Sprintf("size=%d/impl=handler", size), func(b *testing.B) { echoHandler(b, url, msg) })
 	}
 }
 
-func echoRaw(b *testing.B, url string, msg []byte) {
+// echo writes a message to c and reads its echo, b.N times, raw or
+// resocket's Read.
+func echo(b *testing.B, c conn, msg []byte) {
 	ctx := context.Background()
-	c := rawDial(b, url)
-	defer c.CloseNow()
-	send(ctx, c.Write, command.Echo)
-	b.SetBytes(int64(len(msg)))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if err := c.Write(ctx, websocket.MessageBinary, msg); err != nil {
-			b.Fatal(err)
-		}
-		if _, _, err := c.Read(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func echoRead(b *testing.B, url string, msg []byte) {
-	ctx := context.Background()
-	c := newClient(b, url)
-	defer c.Close()
 	send(ctx, c.Write, command.Echo)
 	b.SetBytes(int64(len(msg)))
 	b.ReportAllocs()

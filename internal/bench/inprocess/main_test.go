@@ -31,6 +31,13 @@ func startServer(b *testing.B) *resockettest.Server {
 }
 
 // rawDial is the raw twin's socket: coder/websocket, no read limit.
+// conn is what the raw socket and resocket's Client both offer: the
+// twins of a benchmark run the same code on either.
+type conn interface {
+	Write(ctx context.Context, typ websocket.MessageType, p []byte) error
+	Read(ctx context.Context) (websocket.MessageType, []byte, error)
+}
+
 func rawDial(b *testing.B, url string) *websocket.Conn {
 	b.Helper()
 	c, _, err := websocket.Dial(context.Background(), url, nil)

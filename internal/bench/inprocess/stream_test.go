@@ -15,31 +15,24 @@ import (
 func BenchmarkStream(b *testing.B) {
 	url := startServer(b).URL
 	for _, size := range sizes {
-		b.Run(fmt.Sprintf("size=%d/impl=raw", size), func(b *testing.B) { streamRaw(b, url, size) })
-		b.Run(fmt.Sprintf("size=%d/impl=resocket", size), func(b *testing.B) { streamRead(b, url, size) })
+		b.Run(fmt.Sprintf("size=%d/impl=raw", size), func(b *testing.B) {
+			c := rawDial(b, url)
+			defer c.CloseNow()
+			stream(b, c, size)
+		})
+		b.Run(fmt.Sprintf("size=%d/impl=resocket", size), func(b *testing.B) {
+			c := newClient(b, url)
+			defer c.Close()
+			stream(b, c, size)
+		})
 		b.Run(fmt.Sprintf("size=%d/impl=handler", size), func(b *testing.B) { streamHandler(b, url, size) })
 	}
 }
 
-func streamRaw(b *testing.B, url string, size int) {
+// stream reads b.N messages the server streams to c, raw or resocket's
+// Read.
+func stream(b *testing.B, c conn, size int) {
 	ctx := context.Background()
-	c := rawDial(b, url)
-	defer c.CloseNow()
-	b.SetBytes(int64(size))
-	b.ReportAllocs()
-	b.ResetTimer()
-	send(ctx, c.Write, command.Stream(b.N, size))
-	for i := 0; i < b.N; i++ {
-		if _, _, err := c.Read(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func streamRead(b *testing.B, url string, size int) {
-	ctx := context.Background()
-	c := newClient(b, url)
-	defer c.Close()
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
 	b.ResetTimer()
