@@ -66,7 +66,8 @@ func (s *socket) ping(ctx context.Context, done chan<- struct{}) {
 // deadline long past. The ping's ctx ends only with the socket.
 func (s *socket) pingOnce(ctx context.Context) bool {
 	c := s.c
-	stalls := s.stalls.Load()
+	var mark stallMark
+	s.stalledSince(&mark, false)
 	clk := c.cfg.clock
 	start := clk.Now()
 	pong := make(chan error, 1)
@@ -90,11 +91,10 @@ func (s *socket) pingOnce(ctx context.Context) bool {
 			<-pong
 			return false
 		}
-		if n := s.stalls.Load(); s.stalled.Load() || n != stalls {
+		if s.stalledSince(&mark, false) {
 			// The pong may be queued behind a message the consumer has not
 			// taken yet: a slow consumer is not a dead peer. Wait for the
 			// same pong a while longer.
-			stalls = n
 			t.Reset(c.cfg.heartbeatTimeout)
 			continue
 		}
@@ -126,8 +126,8 @@ type appHeartbeat struct {
 // socket a zombie: it is cut and reported as a 1006 with ErrZombie, and
 // the session resumes; it counts in Stats().HeartbeatTimeouts. While the
 // consumer is stalled the ACK may be queued behind unread messages, so
-// the socket is not a zombie then. Stats().RTT is the last beat-to-ACK
-// time.
+// the socket is not a zombie then, nor at the next beat when the stall
+// ended during its interval. Stats().RTT is the last beat-to-ACK time.
 //
 // Call it from the handshake, once per socket; it stops when the socket
 // ends. Acknowledge through the same Session (s.AckHeartbeat, or
@@ -170,7 +170,7 @@ func (s *socket) beatLoop(interval time.Duration, beat func(context.Context) err
 	s.beatG.Store(goid()) // a Close from the beat must not wait for it
 	t := c.cfg.clock.NewTimer(time.Duration(rand.Int64N(int64(interval))))
 	defer t.Stop()
-	var stalls int64
+	var mark stallMark
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -178,7 +178,7 @@ func (s *socket) beatLoop(interval time.Duration, beat func(context.Context) err
 		case <-t.C():
 		}
 		t.Reset(interval)
-		if s.zombie(&stalls) {
+		if s.zombie(&mark) {
 			if s.cut(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
 				Err: fmt.Errorf("%w within %v", ErrZombie, interval)}}, false) {
 				c.stats.heartbeatTimeouts.Add(1)
@@ -194,18 +194,35 @@ func (s *socket) beatLoop(interval time.Duration, beat func(context.Context) err
 }
 
 // zombie reports whether the previous beat is still unacknowledged with
-// no stall of the consumer since it was sent. The consumer is stalled
-// while the pump waits for it or runs its handler, and while any message
-// waits in the read queue: the ACK may be among them (or behind messages
-// of an older socket that the consumer has yet to take).
-func (s *socket) zombie(stalls *int64) bool {
-	c := s.c
+// no stall of the consumer since the last check. The consumer is stalled
+// while the pump waits for it or runs its handler, while any message
+// waits in the read queue (the ACK may be among them, or behind messages
+// of an older socket that the consumer has yet to take), and while the
+// handshake waits for its identify turn.
+func (s *socket) zombie(mark *stallMark) bool {
+	busy := len(s.c.queue) > 0 || s.identifying.Load()
 	s.app.mu.Lock()
 	defer s.app.mu.Unlock()
-	now := s.stalls.Load()
-	stalled := s.stalled.Load() || now != *stalls || len(c.queue) > 0 || s.identifying.Load()
-	*stalls = now
-	return s.app.outstanding && !stalled
+	return !s.stalledSince(mark, busy) && s.app.outstanding
+}
+
+// stallMark is what a heartbeat saw of the consumer at its last check.
+type stallMark struct {
+	waits   int64 // socket.stalls then
+	stalled bool  // stalled then, busy included
+}
+
+// stalledSince reports whether the consumer stalled at any time since
+// mark was taken, and moves mark to now. A stall going on at the last
+// check counts too: a reply it held up may come just after it ends, late
+// in this window (a consumer that catches up on a backlog near the next
+// beat is not a zombie). busy is what else counts as stalled now.
+func (s *socket) stalledSince(mark *stallMark, busy bool) bool {
+	now := stallMark{waits: s.stalls.Load()}
+	now.stalled = s.stalled.Load() || busy
+	stalled := mark.stalled || now.stalled || now.waits != mark.waits
+	*mark = now
+	return stalled
 }
 
 // sendBeat sends one beat, turning a panic into an error.

@@ -137,14 +137,16 @@ func TestStalledConsumerIsNotAZombie(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(20 * interval) // stalled: twenty beats come due
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
 	var got []string
 	for len(got) < 20 {
-		m, err := c.ReadMessage(context.Background())
+		m, err := c.ReadMessage(ctx)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("after %v: %v; events %v", got, err, rec.all())
 		}
 		if string(m.Data) == "beat" {
-			c.AckHeartbeat()
+			m.Session.AckHeartbeat()
 			continue
 		}
 		got = append(got, string(m.Data))
@@ -319,6 +321,51 @@ func TestZombieOnTheClock(t *testing.T) {
 	}
 }
 
+// A beat sent while the consumer is stalled, whose stall ends just before
+// the next beat is due, is not a zombie then: its ACK may come right
+// behind the backlog. The beat after it, with no stall in its interval,
+// is judged as usual.
+func TestStallAcrossABeatIsNotAZombie(t *testing.T) {
+	const interval = time.Second
+	srv := resockettest.NewServer(t)
+	srv.SetDefault(resockettest.Script{Steps: []resockettest.Step{resockettest.Send("backlog")}})
+	clk := clock.NewFake()
+	beats := make(chan *resocket.Session, 16)
+	c, rec := onClock(t, clk, srv.URL, resocket.WithReadQueue(1), resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+		s.Heartbeat(interval, func(context.Context) error {
+			beats <- s
+			return nil
+		})
+		return nil
+	}))
+	waitFor(t, "the backlog in the read queue", func() bool { return c.Stats().MessagesIn == 1 })
+	if err := clk.WaitForTimers(1, waitLimit); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := clk.Next()
+	clk.Set(first) // a beat while the backlog waits in the queue
+	receive(t, beats)
+	armed(t, clk, interval)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	clk.Advance(interval - time.Nanosecond) // the consumer catches up at the last moment
+	if m, err := c.ReadMessage(ctx); err != nil || string(m.Data) != "backlog" {
+		t.Fatalf("read %q, %v", m.Data, err)
+	}
+	clk.Advance(time.Nanosecond)
+	select {
+	case <-beats: // the next beat: no stall in its interval, never acknowledged
+	case <-time.After(waitLimit):
+		t.Fatalf("no beat after a stall that ended a nanosecond before it was due: %+v, events %v", c.Stats(), rec.all())
+	}
+	armed(t, clk, interval)
+	clk.Advance(interval)
+	mustErrorIs(t, rec.disconnected(t).Err, resocket.ErrZombie)
+	if n := c.Stats().HeartbeatTimeouts; n != 1 {
+		t.Fatalf("HeartbeatTimeouts = %d, want 1", n)
+	}
+}
+
 // The WebSocket heartbeat pings every interval and cuts a socket whose
 // pong is late by the timeout, exactly then; answered pings measure their
 // RTT on the clock.
@@ -359,6 +406,61 @@ func TestPingTimeoutOnTheClock(t *testing.T) {
 	if !errors.Is(d.Err, resocket.ErrHeartbeatTimeout) || c.Stats().HeartbeatTimeouts != 1 {
 		t.Fatalf("late pong: %v, heartbeat timeouts %d, want ErrHeartbeatTimeout and 1", d.Err, c.Stats().HeartbeatTimeouts)
 	}
+}
+
+// A pong held up by a stall that began while it was awaited and ended
+// just before the extended timeout gets one more timeout, not a cut: it
+// may come right behind the backlog.
+func TestStallAcrossAPongTimeoutIsNotDead(t *testing.T) {
+	const interval, timeout = time.Second, 500 * time.Millisecond
+	backlog := make(chan struct{})
+	srv := resockettest.NewServer(t)
+	srv.SetDefault(resockettest.Script{Steps: []resockettest.Step{
+		func(ctx context.Context, p *resockettest.Peer) error { // never reads: no pong
+			select {
+			case <-backlog:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			return resockettest.Send("m1", "m2")(ctx, p)
+		},
+		resockettest.Silent(0),
+	}})
+	clk := clock.NewFake()
+	c, rec := onClock(t, clk, srv.URL, resocket.WithHeartbeat(interval, timeout), resocket.WithReadQueue(1))
+	armed(t, clk, interval)
+	clk.Advance(interval) // the ping: the consumer is not stalled
+	armed(t, clk, timeout)
+	close(backlog) // then it is: m1 fills the queue, the pump waits with m2
+	waitFor(t, "m1 in the read queue", func() bool { return c.Stats().MessagesIn == 1 })
+	time.Sleep(50 * time.Millisecond) // the pump reads m2 and waits for the consumer
+	extended := func(arms int) {
+		t.Helper()
+		if err := clk.WaitFor(func() bool { return clk.Arms() > arms }, waitLimit); err != nil {
+			t.Fatalf("the pong's wait was not extended: %v, %+v, events %v", err, c.Stats(), rec.all())
+		}
+	}
+	arms := clk.Arms()
+	clk.Advance(timeout)
+	extended(arms)
+	clk.Advance(timeout - time.Nanosecond)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	for _, want := range []string{"m1", "m2"} { // the consumer catches up at the last moment
+		if m, err := c.ReadMessage(ctx); err != nil || string(m.Data) != want {
+			t.Fatalf("read %q, %v; want %s", m.Data, err, want)
+		}
+	}
+	// The pump counts m2 once it stopped waiting.
+	waitFor(t, "m2 counted", func() bool { return c.Stats().MessagesIn == 2 })
+	arms = clk.Arms()
+	clk.Advance(time.Nanosecond)
+	extended(arms)
+	if st := c.Stats(); st.HeartbeatTimeouts != 0 || st.Disconnects != 0 {
+		t.Fatalf("a stall that ended a nanosecond before the timeout was a dead peer: %+v", st)
+	}
+	clk.Advance(timeout) // no stall in this wait, and no pong: dead
+	mustErrorIs(t, rec.disconnected(t).Err, resocket.ErrHeartbeatTimeout)
 }
 
 // TestSlowReadConsumerThatAcksIsNotAZombie: a Read consumer that is slower

@@ -113,8 +113,8 @@ func (s *socket) pump() {
 		s.stalled.Store(true)
 		select {
 		case c.queue <- m:
+			s.stalled.Store(false) // first: once counted, the message is the consumer's
 			c.stats.received(len(data))
-			s.stalled.Store(false)
 		case <-c.life.Done():
 			s.readErr <- c.life.Err()
 			return
