@@ -2,7 +2,6 @@ package resocket_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -64,7 +63,7 @@ func TestResumeURLBadInputAndSecrets(t *testing.T) {
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	c2, rec := newRecorded(t, srv.URL, fast(resocket.WithLogger(slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))))...)
-	if err := c2.Connect(context.Background()); err != nil {
+	if err := c2.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	if err := c2.SetResumeURL(refusedURL(t) + "?token=" + secret); err != nil {
@@ -96,7 +95,7 @@ func TestThrottledUpgradeRetried(t *testing.T) {
 	proxy.SetDefault(resockettest.Settings{Bandwidth: 20})
 	c, rec := newRecorded(t, proxy.URL, fast(resocket.WithConnectTimeout(300*time.Millisecond))...)
 	connected := make(chan error, 1)
-	go func() { connected <- c.Connect(context.Background()) }()
+	go func() { connected <- c.Connect(bounded(t)) }()
 	d := rec.disconnected(t)
 	if d.Action != resocket.ActionRetry || !strings.Contains(d.Err.Error(), "connect timeout") {
 		t.Fatalf("got %v %v", d.Action, d.Err)

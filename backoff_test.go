@@ -1,7 +1,6 @@
 package resocket_test
 
 import (
-	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -118,7 +117,7 @@ func TestDefaultBackoffByNameIsTheDefault(t *testing.T) {
 			const clients = 20
 			for i := 0; i < clients; i++ {
 				c, rec := newRecorded(t, url, append([]resocket.Option{resocket.WithHeartbeat(0, 0)}, opts...)...)
-				go c.Connect(context.Background())
+				go c.Connect(bounded(t))
 				d := rec.disconnected(t)
 				c.Close()
 				if d.Next < 0 || d.Next >= resocket.DefaultInitialDelay {

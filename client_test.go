@@ -27,10 +27,10 @@ func TestConnectContextAndTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel() // bounds only the first connection
-	if err := c.Connect(context.Background()); err == nil || !strings.Contains(err.Error(), "twice") {
+	if err := c.Connect(bounded(t)); err == nil || !strings.Contains(err.Error(), "twice") {
 		t.Fatalf("second Connect = %v", err)
 	}
-	if err := c.Write(context.Background(), websocket.MessageText, []byte("after ctx")); err != nil {
+	if err := c.Write(bounded(t), websocket.MessageText, []byte("after ctx")); err != nil {
 		t.Fatal(err)
 	}
 	if got := readText(t, c); got != "after ctx" {
@@ -151,12 +151,12 @@ func TestStatsCountMessagesAndBytes(t *testing.T) {
 				opts = append(opts, resocket.WithOnMessage(k.handle))
 			}
 			c, _ := newRecorded(t, srv.URL, opts...)
-			if err := c.Connect(context.Background()); err != nil {
+			if err := c.Connect(bounded(t)); err != nil {
 				t.Fatal(err)
 			}
 			msgs := []string{"a", "bb", "cccc"}
 			for i, m := range msgs {
-				if err := c.Write(context.Background(), websocket.MessageText, []byte(m)); err != nil {
+				if err := c.Write(bounded(t), websocket.MessageText, []byte(m)); err != nil {
 					t.Fatal(err)
 				}
 				if handler {

@@ -30,7 +30,7 @@ func TestCloseFromEveryState(t *testing.T) {
 		if err := c.Close(); err != nil {
 			t.Fatalf("second Close = %v", err)
 		}
-		if err := c.Connect(context.Background()); !errors.Is(err, resocket.ErrClosed) {
+		if err := c.Connect(bounded(t)); !errors.Is(err, resocket.ErrClosed) {
 			t.Fatalf("Connect after Close = %v", err)
 		}
 	}
@@ -50,7 +50,7 @@ func TestCloseFromEveryState(t *testing.T) {
 			t.Fatal(err)
 		}
 		connected := make(chan error, 1)
-		go func() { connected <- c.Connect(context.Background()) }()
+		go func() { connected <- c.Connect(bounded(t)) }()
 		for srv.Accepted() == 0 {
 			time.Sleep(time.Millisecond)
 		}
@@ -73,8 +73,8 @@ func TestCloseFromEveryState(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		go c.Connect(context.Background())
-		<-inHandshake
+		go c.Connect(bounded(t))
+		receive(t, inHandshake)
 		start := time.Now()
 		c.Close()
 		check(t, c, start)
@@ -91,7 +91,7 @@ func TestCloseFromEveryState(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		if err := c.Connect(context.Background()); err != resocket.ErrClosed {
+		if err := c.Connect(bounded(t)); err != resocket.ErrClosed {
 			t.Fatalf("Connect = %v, want ErrClosed", err)
 		}
 		check(t, c, start)
@@ -105,7 +105,7 @@ func TestCloseFromEveryState(t *testing.T) {
 			t.Fatal(err)
 		}
 		rec := record(c)
-		go c.Connect(context.Background())
+		go c.Connect(bounded(t))
 		rec.waitFor(t, "Retrying", func(e resocket.Event) bool { _, ok := e.(resocket.Retrying); return ok })
 		start := time.Now()
 		c.Close()
@@ -119,7 +119,7 @@ func TestCloseFromEveryState(t *testing.T) {
 			got <- websocket.CloseStatus(err)
 			return err
 		})}})
-		c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
+		c, err := resocket.Dial(bounded(t), srv.URL, fast()...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +133,7 @@ func TestCloseFromEveryState(t *testing.T) {
 	t.Run("open-silent-peer", func(t *testing.T) {
 		t.Parallel()
 		srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Silent(0)}})
-		c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithCloseTimeout(100*time.Millisecond))...)
+		c, err := resocket.Dial(bounded(t), srv.URL, fast(resocket.WithCloseTimeout(100*time.Millisecond))...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -159,7 +159,7 @@ func TestCloseFromEveryState(t *testing.T) {
 				}
 			}
 		}()
-		if err := c.Connect(context.Background()); err != nil && !errors.Is(err, resocket.ErrClosed) {
+		if err := c.Connect(bounded(t)); err != nil && !errors.Is(err, resocket.ErrClosed) {
 			t.Fatal(err)
 		}
 		for i := 0; i < 8; i++ {
@@ -242,7 +242,7 @@ func TestCloseWithBadInputAndStates(t *testing.T) {
 		got <- websocket.CloseStatus(err)
 		return err
 	})}})
-	c2, err := resocket.Dial(context.Background(), srv.URL, fast()...)
+	c2, err := resocket.Dial(bounded(t), srv.URL, fast()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func TestCloseWithInsideTheHandshake(t *testing.T) {
 		t.Fatal(err)
 	}
 	close(ready)
-	mustErrorIs(t, c.Connect(context.Background()), resocket.ErrClosed)
+	mustErrorIs(t, c.Connect(bounded(t)), resocket.ErrClosed)
 	select {
 	case <-returned:
 	case <-time.After(waitLimit):
@@ -303,7 +303,7 @@ func TestCloseWaitsForTheHandler(t *testing.T) {
 		if err := c.Connect(ctx); err != nil {
 			t.Fatal(err)
 		}
-		<-entered
+		receive(t, entered)
 		closed := make(chan struct{})
 		go func() { c.Close(); close(closed) }()
 		select {
@@ -365,7 +365,7 @@ func TestCloseFromAHandlerWhoseSocketWasCut(t *testing.T) {
 	if err := c.Connect(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s := <-entered
+	s := receive(t, entered)
 	if !s.Reconnect(4000, "cut while the handler runs", resocket.ActionRetry) {
 		t.Fatal("Reconnect of the live socket returned false")
 	}
@@ -411,7 +411,7 @@ func TestCallerStopsAreNotErrors(t *testing.T) {
 	t.Parallel()
 	srv := resockettest.NewServer(t)
 	c, rec := newRecorded(t, srv.URL, fast()...)
-	if err := c.Connect(context.Background()); err != nil {
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()
@@ -441,12 +441,12 @@ func TestHowAClientEnds(t *testing.T) {
 		{"close-before-connect", resockettest.Script{}, func(c *resocket.Client) error { return c.Close() },
 			[]resocket.State{closing, closed}},
 		{"close-while-connecting", resockettest.Script{Delay: time.Hour}, func(c *resocket.Client) error {
-			go c.Connect(context.Background())
+			go c.Connect(bounded(t))
 			time.Sleep(50 * time.Millisecond)
 			return c.Close()
 		}, []resocket.State{closing, closed}},
 		{"close-while-open", resockettest.Script{}, func(c *resocket.Client) error {
-			if err := c.Connect(context.Background()); err != nil {
+			if err := c.Connect(bounded(t)); err != nil {
 				return err
 			}
 			return c.Close()
@@ -460,16 +460,16 @@ func TestHowAClientEnds(t *testing.T) {
 			return nil
 		}, []resocket.State{closed}},
 		{"fatal-before-open", resockettest.Script{Status: 401}, func(c *resocket.Client) error {
-			if err := c.Connect(context.Background()); err == nil {
+			if err := c.Connect(bounded(t)); err == nil {
 				return errors.New("a 401 connected")
 			}
 			return nil
 		}, []resocket.State{closed}},
 		{"fatal-while-open", resockettest.Script{Steps: []resockettest.Step{resockettest.Close(4004, "authentication failed")}}, func(c *resocket.Client) error {
-			if err := c.Connect(context.Background()); err != nil {
+			if err := c.Connect(bounded(t)); err != nil {
 				return err
 			}
-			<-c.Done()
+			receive(t, c.Done())
 			return nil
 		}, []resocket.State{open, closing, closed}},
 		{"fatal-after-a-retry", resockettest.Script{Steps: []resockettest.Step{resockettest.Reset()}}, nil,
@@ -482,10 +482,10 @@ func TestHowAClientEnds(t *testing.T) {
 			if row.end == nil { // a drop, then a 401: CONNECTING→CLOSED
 				srv.SetDefault(resockettest.Script{Status: 401})
 				row.end = func(c *resocket.Client) error {
-					if err := c.Connect(context.Background()); err != nil {
+					if err := c.Connect(bounded(t)); err != nil {
 						return err
 					}
-					<-c.Done()
+					receive(t, c.Done())
 					return nil
 				}
 			}

@@ -268,7 +268,7 @@ func TestCloseCodeRows(t *testing.T) {
 			}})
 			var m modes
 			c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(m.handshake))...)
-			if err := c.Connect(context.Background()); err != nil {
+			if err := c.Connect(bounded(t)); err != nil {
 				t.Fatal(err)
 			}
 			d := rec.disconnected(t)
@@ -368,7 +368,7 @@ func TestUpgradeStatusRows(t *testing.T) {
 			var m modes
 			c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(m.handshake))...)
 			connectErr := make(chan error, 1)
-			go func() { connectErr <- c.Connect(context.Background()) }()
+			go func() { connectErr <- c.Connect(bounded(t)) }()
 			d := rec.disconnected(t)
 			if d.HTTPStatus != row.status || d.Code != 0 || d.Action != row.want {
 				t.Fatalf("got status %d code %d %v, want %d 0 %v", d.HTTPStatus, d.Code, d.Action, row.status, row.want)
@@ -415,7 +415,7 @@ func TestBadAcceptKeyIsFatal(t *testing.T) {
 	t.Parallel()
 	srv := resockettest.NewServer(t, resockettest.Script{BadAccept: true})
 	c, rec := newRecorded(t, srv.URL, fast()...)
-	err := c.Connect(context.Background())
+	err := c.Connect(bounded(t))
 	d := rec.disconnected(t)
 	if d.HTTPStatus != http.StatusSwitchingProtocols || d.Action != resocket.ActionFatal {
 		t.Fatalf("got status %d %v, want 101 fatal", d.HTTPStatus, d.Action)
@@ -444,7 +444,7 @@ func TestAbnormalClosureRows(t *testing.T) {
 			srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), row.step}})
 			var m modes
 			c, rec := newRecorded(t, srv.URL, fast(append(row.opts, resocket.WithHandshake(m.handshake))...)...)
-			if err := c.Connect(context.Background()); err != nil {
+			if err := c.Connect(bounded(t)); err != nil {
 				t.Fatal(err)
 			}
 			d := rec.disconnected(t)
@@ -509,7 +509,7 @@ func TestDialErrorRows(t *testing.T) {
 		}()
 		defer func() { ln.Close(); <-done }()
 		c, rec := newRecorded(t, "ws://"+ln.Addr().String()+"/", fast()...)
-		go c.Connect(context.Background())
+		go c.Connect(bounded(t))
 		d := rec.disconnected(t)
 		c.Close()
 		if d.Code != 0 || d.Action != resocket.ActionRetry {
@@ -524,7 +524,7 @@ func TestDialErrorRows(t *testing.T) {
 			t.Parallel()
 			srv := resockettest.NewServer(t, plan)
 			c, rec := newRecorded(t, srv.URL, fast(resocket.WithConnectTimeout(300*time.Millisecond))...)
-			if err := c.Connect(context.Background()); err != nil {
+			if err := c.Connect(bounded(t)); err != nil {
 				t.Fatal(err)
 			}
 			d := rec.disconnected(t)
@@ -553,7 +553,7 @@ func TestTLSFailureIsFatal(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			c, rec := newRecorded(t, url, fast()...)
-			err := c.Connect(context.Background())
+			err := c.Connect(bounded(t))
 			mustErrorIs(t, err, resocket.ErrClosed)
 			d := rec.disconnected(t)
 			if d.Code != websocket.StatusTLSHandshake || d.Action != resocket.ActionFatal {
@@ -567,7 +567,7 @@ func TestTLSFailureIsFatal(t *testing.T) {
 	t.Run("trusted", func(t *testing.T) {
 		// The same server with its certificate trusted works: the failure
 		// above is about trust, not about wss.
-		c, err := resocket.Dial(context.Background(), "wss"+strings.TrimPrefix(tlsSrv.URL, "https"),
+		c, err := resocket.Dial(bounded(t), "wss"+strings.TrimPrefix(tlsSrv.URL, "https"),
 			fast(resocket.WithDialOptions(&websocket.DialOptions{HTTPClient: tlsSrv.Client()}))...)
 		if err != nil {
 			t.Fatal(err)
@@ -592,7 +592,7 @@ func TestHandshakeForcesAction(t *testing.T) {
 			t.Fatal(err)
 		}
 		rec := record(c)
-		err = c.Connect(context.Background())
+		err = c.Connect(bounded(t))
 		mustErrorIs(t, err, errBadToken)
 		mustErrorIs(t, err, resocket.ErrClosed)
 		if calls != 1 {
@@ -604,7 +604,7 @@ func TestHandshakeForcesAction(t *testing.T) {
 		t.Parallel()
 		srv := resockettest.NewServer(t)
 		var got []resocket.Mode
-		c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+		c, err := resocket.Dial(bounded(t), srv.URL, fast(resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
 			got = append(got, s.Mode)
 			switch len(got) {
 			case 2:
@@ -643,7 +643,7 @@ func TestHandshakeForcesAction(t *testing.T) {
 	t.Run("panic", func(t *testing.T) {
 		t.Parallel()
 		srv := resockettest.NewServer(t)
-		_, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithHandshake(func(context.Context, *resocket.Session) error {
+		_, err := resocket.Dial(bounded(t), srv.URL, fast(resocket.WithHandshake(func(context.Context, *resocket.Session) error {
 			panic("bug in the handshake")
 		}))...)
 		if err == nil || !strings.Contains(err.Error(), "bug in the handshake") {
@@ -654,7 +654,7 @@ func TestHandshakeForcesAction(t *testing.T) {
 		t.Parallel()
 		srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Close(4004, "bad token")}})
 		var m modes
-		_, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+		_, err := resocket.Dial(bounded(t), srv.URL, fast(resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
 			if err := m.handshake(ctx, s); err != nil {
 				return err
 			}
@@ -675,7 +675,7 @@ func TestPolicyOverrides(t *testing.T) {
 		resockettest.Script{Status: 401})
 	policy := resocket.DefaultPolicy.WithCode(4014, resocket.ActionRetry).WithStatus(401, resocket.ActionReidentify)
 	c, rec := newRecorded(t, srv.URL, fast(resocket.WithPolicy(policy))...)
-	if err := c.Connect(context.Background()); err != nil {
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	third := rec.waitFor(t, "the third attempt open", func(e resocket.Event) bool {
@@ -694,7 +694,7 @@ func TestPolicyOverrides(t *testing.T) {
 	equal(t, "verdicts", verdicts, []string{"4014/0 retry", "0/401 reidentify"})
 	t.Run("panicking-policy", func(t *testing.T) {
 		srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Close(4000, "")}})
-		c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithPolicy(resocket.PolicyFunc(func(resocket.Disconnect) resocket.Action {
+		c, err := resocket.Dial(bounded(t), srv.URL, fast(resocket.WithPolicy(resocket.PolicyFunc(func(resocket.Disconnect) resocket.Action {
 			panic("bad policy")
 		})))...)
 		if err != nil {
@@ -707,7 +707,7 @@ func TestPolicyOverrides(t *testing.T) {
 	})
 	t.Run("invalid-action", func(t *testing.T) {
 		srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Close(4000, "")}})
-		c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithPolicy(resocket.PolicyFunc(func(resocket.Disconnect) resocket.Action {
+		c, err := resocket.Dial(bounded(t), srv.URL, fast(resocket.WithPolicy(resocket.PolicyFunc(func(resocket.Disconnect) resocket.Action {
 			return resocket.Action(42)
 		})))...)
 		if err != nil {
@@ -746,7 +746,7 @@ func TestServerProtocolViolationIs1002(t *testing.T) {
 			srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Raw(frame), resockettest.Sleep(time.Second)}})
 			var m modes
 			c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(m.handshake))...)
-			if err := c.Connect(context.Background()); err != nil {
+			if err := c.Connect(bounded(t)); err != nil {
 				t.Fatal(err)
 			}
 			d := rec.disconnected(t)
@@ -768,7 +768,7 @@ func TestHostileInvalidCloseCode(t *testing.T) {
 	}})
 	var m modes
 	c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(m.handshake))...)
-	if err := c.Connect(context.Background()); err != nil {
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	d := rec.disconnected(t)

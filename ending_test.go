@@ -44,13 +44,13 @@ func TestCloseFrameOutlivesAFailedWrite(t *testing.T) {
 				}))
 			}
 			c, rec := newRecorded(t, srv.URL, opts...)
-			if err := c.Connect(context.Background()); err != nil {
+			if err := c.Connect(bounded(t)); err != nil {
 				t.Fatal(err)
 			}
-			<-reset
+			receive(t, reset)
 			var werr error
 			for i := 0; i < 200 && werr == nil; i++ { // the RST is on its way over loopback
-				werr = c.Write(context.Background(), websocket.MessageText, []byte("x"))
+				werr = c.Write(bounded(t), websocket.MessageText, []byte("x"))
 				time.Sleep(5 * time.Millisecond)
 			}
 			if werr == nil {
@@ -86,7 +86,7 @@ func TestPingCutShortByACloseFrameIsNotATimeout(t *testing.T) {
 	const n = 10
 	srv := resockettest.NewServer(t, repeat(closeAfter(100*time.Millisecond), n)...)
 	c, rec := newRecorded(t, srv.URL, fast(resocket.WithHeartbeat(10*time.Millisecond, waitLimit))...)
-	if err := c.Connect(context.Background()); err != nil {
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	checkCloseVerdicts(t, c, rec, n)
@@ -114,7 +114,7 @@ func TestBeatCutShortByACloseFrameIsNotADrop(t *testing.T) {
 		})
 		return nil
 	}))...)
-	if err := c.Connect(context.Background()); err != nil {
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	checkCloseVerdicts(t, c, rec, n)
@@ -194,7 +194,7 @@ func TestActsOnAnEndingSocket(t *testing.T) {
 		s.Heartbeat(time.Hour, func(context.Context) error { return nil })
 		time.Sleep(100 * time.Microsecond)
 	}
-	<-s.Done()
+	receive(t, s.Done())
 }
 
 // A peer that dies while the client's pong is stuck behind a large write
@@ -215,11 +215,11 @@ func TestPeerDiesWhilePongIsStuckIsADrop(t *testing.T) {
 	)
 	var m modes
 	c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(m.handshake))...)
-	if err := c.Connect(context.Background()); err != nil {
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	wrote := make(chan error, 1)
-	go func() { wrote <- c.Write(context.Background(), websocket.MessageBinary, make([]byte, 64<<20)) }()
+	go func() { wrote <- c.Write(bounded(t), websocket.MessageBinary, make([]byte, 64<<20)) }()
 	d := rec.disconnected(t)
 	if d.Code != websocket.StatusAbnormalClosure || d.Action != resocket.ActionRetry {
 		t.Fatalf("got %d %v (%v), want 1006 retry", d.Code, d.Action, d.Err)
@@ -242,7 +242,7 @@ func TestProxyResetAndHalfClose(t *testing.T) {
 			srv := resockettest.NewServer(t)
 			proxy := startProxy(t, srv)
 			var m modes
-			c, err := resocket.Dial(context.Background(), proxy.URL, fast(resocket.WithHandshake(m.handshake))...)
+			c, err := resocket.Dial(bounded(t), proxy.URL, fast(resocket.WithHandshake(m.handshake))...)
 			if err != nil {
 				t.Fatal(err)
 			}

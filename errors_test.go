@@ -40,21 +40,21 @@ func TestErrorTextHasOnePrefix(t *testing.T) {
 	t.Run("fatal-close-code", func(t *testing.T) {
 		t.Parallel()
 		srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Close(4014, "disallowed intents")}})
-		c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
+		c, err := resocket.Dial(bounded(t), srv.URL, fast()...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		waitDone(t, c)
 		check(t, c.Err(), `server closed with 4014 "disallowed intents"`)
-		_, _, err = c.Read(context.Background())
+		_, _, err = c.Read(bounded(t))
 		check(t, err, "4014")
-		check(t, c.Write(context.Background(), websocket.MessageText, nil), "4014")
+		check(t, c.Write(bounded(t), websocket.MessageText, nil), "4014")
 	})
 	t.Run("reidentify-loop", func(t *testing.T) {
 		t.Parallel()
 		srv := resockettest.NewServer(t)
 		srv.SetDefault(resockettest.Script{Steps: []resockettest.Step{resockettest.Close(4003, "not authenticated")}})
-		c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
+		c, err := resocket.Dial(bounded(t), srv.URL, fast()...)
 		if err == nil {
 			waitDone(t, c)
 			err = c.Err()
@@ -64,7 +64,7 @@ func TestErrorTextHasOnePrefix(t *testing.T) {
 	t.Run("fatal-upgrade", func(t *testing.T) {
 		t.Parallel()
 		srv := resockettest.NewServer(t, resockettest.Script{Status: 401})
-		_, err := resocket.Dial(context.Background(), srv.URL, fast()...)
+		_, err := resocket.Dial(bounded(t), srv.URL, fast()...)
 		check(t, err, "upgrade answered 401")
 	})
 }

@@ -1,7 +1,6 @@
 package resocket_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -15,7 +14,7 @@ func TestEventSequence(t *testing.T) {
 	t.Parallel()
 	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Reset()}})
 	c, rec := newRecorded(t, srv.URL, fast()...)
-	if err := c.Connect(context.Background()); err != nil {
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	rec.connected(t, 2)
@@ -57,7 +56,7 @@ func TestEventsNeverBlockAndTerminalIsLast(t *testing.T) {
 	cancelled, cancel := c.Subscribe(1)
 	cancel()
 	cancel() // twice is fine
-	if err := c.Connect(context.Background()); err != nil {
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(waitLimit)
@@ -103,7 +102,7 @@ func TestFatalBeforeOpenEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Connect(context.Background()); err == nil {
+	if err := c.Connect(bounded(t)); err == nil {
 		t.Fatal("Connect succeeded on a 401")
 	}
 	var got []resocket.Event
@@ -132,7 +131,7 @@ func TestAttemptEventsInOrder(t *testing.T) {
 	srv := resockettest.NewServer(t, resockettest.Script{Status: 503})
 	srv.SetDefault(resockettest.Script{}) // held open
 	c, rec := newRecorded(t, srv.URL, fast(resocket.WithHeartbeat(20*time.Millisecond, waitLimit))...)
-	if err := c.Connect(context.Background()); err != nil {
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "a heartbeat round trip", func() bool { return countEvents[resocket.HeartbeatRTT](rec) > 0 })

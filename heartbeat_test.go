@@ -94,7 +94,7 @@ func TestApplicationHeartbeatSchedule(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.c = c
-		if err := c.Connect(context.Background()); err != nil {
+		if err := c.Connect(bounded(t)); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, "three beats", func() bool { return len(b.list()) >= 3 })
@@ -133,7 +133,7 @@ func TestStalledConsumerIsNotAZombie(t *testing.T) {
 		})
 		return nil
 	}))...)
-	if err := c.Connect(context.Background()); err != nil {
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(20 * interval) // stalled: twenty beats come due
@@ -187,7 +187,7 @@ func TestApplicationHeartbeatFailures(t *testing.T) {
 			}
 			c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(b.handshake))...)
 			b.c = c
-			if err := c.Connect(context.Background()); err != nil {
+			if err := c.Connect(bounded(t)); err != nil {
 				t.Fatal(err)
 			}
 			d := rec.disconnected(t)
@@ -207,7 +207,7 @@ func TestApplicationHeartbeatFailures(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			srv := resockettest.NewServer(t)
-			_, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+			_, err := resocket.Dial(bounded(t), srv.URL, fast(resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
 				call(s)
 				return nil
 			}))...)
@@ -223,7 +223,7 @@ func TestApplicationHeartbeatFailures(t *testing.T) {
 func TestPingRTT(t *testing.T) {
 	t.Parallel()
 	srv := resockettest.NewServer(t)
-	c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithHeartbeat(200*time.Millisecond, time.Second))...)
+	c, err := resocket.Dial(bounded(t), srv.URL, fast(resocket.WithHeartbeat(200*time.Millisecond, time.Second))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +256,7 @@ func TestZombieDuringTheHandshake(t *testing.T) {
 		_, _, err := s.Conn.Read(ctx) // the first server never answers
 		return err
 	}))...)
-	if err := c.Connect(context.Background()); err != nil {
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	d := rec.disconnected(t)
@@ -568,7 +568,7 @@ func TestBlackholeDetectedAndResumed(t *testing.T) {
 	srv.SetDefault(resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Echo()}}) // the handshake's hello is not echoed
 	proxy := startProxy(t, srv)
 	var m modes
-	c, err := resocket.Dial(context.Background(), proxy.URL, fast(
+	c, err := resocket.Dial(bounded(t), proxy.URL, fast(
 		resocket.WithHandshake(m.handshake),
 		resocket.WithHeartbeat(interval, timeout),
 		resocket.WithConnectTimeout(300*time.Millisecond),
@@ -600,7 +600,7 @@ func TestBlackholeDetectedAndResumed(t *testing.T) {
 		c, ok := e.(resocket.Connected)
 		return ok && c.Mode == resume
 	})
-	if err := c.Write(context.Background(), websocket.MessageText, []byte("back")); err != nil {
+	if err := c.Write(bounded(t), websocket.MessageText, []byte("back")); err != nil {
 		t.Fatal(err)
 	}
 	if got := readText(t, c); got != "back" {
@@ -614,13 +614,13 @@ func TestLatencyIsNotDeath(t *testing.T) {
 	srv := resockettest.NewServer(t)
 	proxy := startProxy(t, srv)
 	proxy.SetDefault(resockettest.Settings{Latency: 80 * time.Millisecond}) // 160 ms round trip
-	c, err := resocket.Dial(context.Background(), proxy.URL, fast(resocket.WithHeartbeat(50*time.Millisecond, time.Second))...)
+	c, err := resocket.Dial(bounded(t), proxy.URL, fast(resocket.WithHeartbeat(50*time.Millisecond, time.Second))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	for i := 0; i < 5; i++ {
-		if err := c.Write(context.Background(), websocket.MessageText, []byte("slow")); err != nil {
+		if err := c.Write(bounded(t), websocket.MessageText, []byte("slow")); err != nil {
 			t.Fatal(err)
 		}
 		if got := readText(t, c); got != "slow" {

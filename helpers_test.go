@@ -26,6 +26,16 @@ import (
 // waitLimit bounds every wait in these tests; nothing should come close.
 const waitLimit = 10 * time.Second
 
+// bounded is the context of a test's blocking calls (Dial, Connect, Read,
+// Write, a limiter's Wait): one that never returns fails its test with
+// the context's error after a minute, instead of hanging the package
+// until go test's timeout kills it with no verdict.
+func bounded(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*waitLimit)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // fast are options that keep tests quick: no backoff, no heartbeat unless
 // a test turns it on.
 func fast(opts ...resocket.Option) []resocket.Option {

@@ -144,7 +144,7 @@ func TestWaitIdentify(t *testing.T) {
 	t.Run("resume-never-waits", func(t *testing.T) {
 		srv := resockettest.NewServer(t, g.script(0))
 		lim := resocket.NewLimiter(1, time.Hour)
-		lim.Wait(context.Background()) // the window is taken for an hour
+		lim.Wait(bounded(t)) // the window is taken for an hour
 		c, rec := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(lim), resocket.WithResume(""),
 			resocket.WithHandshake((&identifyHandshake{}).run))...)
 		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
@@ -159,7 +159,7 @@ func TestWaitIdentify(t *testing.T) {
 	t.Run("outside-the-connect-timeout-and-no-zombie", func(t *testing.T) {
 		srv := resockettest.NewServer(t, g.script(0))
 		lim := resocket.NewLimiter(1, 400*time.Millisecond)
-		lim.Wait(context.Background())
+		lim.Wait(bounded(t))
 		c, rec := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(lim), resocket.WithHandshake((&identifyHandshake{}).run),
 			resocket.WithConnectTimeout(100*time.Millisecond))...)
 		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
@@ -178,7 +178,7 @@ func TestWaitIdentify(t *testing.T) {
 	t.Run("close-cuts-it", func(t *testing.T) {
 		srv := resockettest.NewServer(t, g.script(0))
 		lim := resocket.NewLimiter(1, time.Hour)
-		lim.Wait(context.Background())
+		lim.Wait(bounded(t))
 		waiting := make(chan error, 1)
 		c, _ := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(lim),
 			resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
@@ -187,7 +187,7 @@ func TestWaitIdentify(t *testing.T) {
 				return err
 			}))...)
 		connected := make(chan error, 1)
-		go func() { connected <- c.Connect(context.Background()) }()
+		go func() { connected <- c.Connect(bounded(t)) }()
 		time.Sleep(50 * time.Millisecond)
 		c.Close()
 		mustErrorIs(t, <-connected, resocket.ErrClosed)
@@ -204,7 +204,7 @@ func TestWaitIdentify(t *testing.T) {
 		srv := resockettest.NewServer(t)
 		srv.SetDefault(g.script(0))
 		lim := resocket.NewLimiter(1, time.Hour)
-		lim.Wait(context.Background())
+		lim.Wait(bounded(t))
 		waiting := make(chan error, 2)
 		c, rec := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(lim),
 			resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
@@ -212,7 +212,7 @@ func TestWaitIdentify(t *testing.T) {
 				waiting <- err
 				return err
 			}))...)
-		go c.Connect(context.Background())
+		go c.Connect(bounded(t))
 		time.Sleep(50 * time.Millisecond) // the handshake waits on the limiter
 		if err := c.Reconnect(4000, "cut the wait", resocket.ActionRetry); err != nil {
 			t.Fatal(err)
@@ -250,7 +250,7 @@ func TestWaitIdentify(t *testing.T) {
 		}))
 		c, rec := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(down),
 			resocket.WithHandshake((&identifyHandshake{}).run))...)
-		go c.Connect(context.Background())
+		go c.Connect(bounded(t))
 		d := rec.disconnected(t)
 		var he *resocket.HandshakeError
 		if d.Code != 0 || d.Action != resocket.ActionRetry || !errors.As(d.Err, &he) {

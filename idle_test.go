@@ -171,7 +171,7 @@ func TestIdleLimitInTheHandshakeAndOff(t *testing.T) {
 				_, _, err := s.Conn.Read(ctx) // a hello that never comes
 				return err
 			}))...)
-		go c.Connect(context.Background())
+		go c.Connect(bounded(t))
 		d := rec.disconnected(t)
 		if !strings.Contains(d.Err.Error(), "connect timeout") || d.Action != resocket.ActionRetry {
 			t.Fatalf("disconnect %v (%v), want the connect timeout, retried", d.Action, d.Err)
@@ -183,7 +183,7 @@ func TestIdleLimitInTheHandshakeAndOff(t *testing.T) {
 	t.Run("off", func(t *testing.T) {
 		srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Send("a"), resockettest.Silent(waitLimit)}})
 		c, _ := idleClient(t, srv.URL, nil)
-		m, err := c.ReadMessage(context.Background())
+		m, err := c.ReadMessage(bounded(t))
 		if err != nil {
 			t.Fatal(err)
 		}

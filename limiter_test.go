@@ -85,7 +85,7 @@ func TestLimiterCancelledWaiterTakesNoSlot(t *testing.T) {
 	const per = 400 * time.Millisecond
 	l := resocket.NewLimiter(1, per)
 	start := time.Now()
-	if err := l.Wait(context.Background()); err != nil {
+	if err := l.Wait(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -96,7 +96,7 @@ func TestLimiterCancelledWaiterTakesNoSlot(t *testing.T) {
 	if left := time.Since(start); left > per/2 {
 		t.Fatalf("the cancelled waiter left after %v, not at once", left)
 	}
-	if err := l.Wait(context.Background()); err != nil {
+	if err := l.Wait(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	// The second action goes one window after the first; had the
@@ -172,7 +172,7 @@ func TestLimiterBadInput(t *testing.T) {
 		{1, -time.Second, "per must be positive"},
 	} {
 		l := resocket.NewLimiter(row.n, row.per)
-		if err := l.Wait(context.Background()); err == nil || !strings.Contains(err.Error(), row.want) {
+		if err := l.Wait(bounded(t)); err == nil || !strings.Contains(err.Error(), row.want) {
 			t.Fatalf("NewLimiter(%d, %v).Wait = %v, want %q", row.n, row.per, err, row.want)
 		}
 		for name, opt := range map[string]resocket.Option{

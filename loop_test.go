@@ -1,7 +1,6 @@
 package resocket_test
 
 import (
-	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -22,7 +21,7 @@ func TestRetriesExhausted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = c.Connect(context.Background())
+	err = c.Connect(bounded(t))
 	mustErrorIs(t, err, resocket.ErrRetriesExhausted)
 	mustErrorIs(t, err, resocket.ErrClosed)
 	if n := c.Stats().Attempts; n != 4 {
@@ -59,7 +58,7 @@ func TestReidentifyLoopGuard(t *testing.T) {
 		t.Parallel()
 		srv := resockettest.NewServer(t, closeWith(4003), closeWith(4003))
 		var m modes
-		c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithHandshake(m.handshake))...)
+		c, err := resocket.Dial(bounded(t), srv.URL, fast(resocket.WithHandshake(m.handshake))...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,7 +76,7 @@ func TestReidentifyLoopGuard(t *testing.T) {
 		t.Parallel()
 		srv := resockettest.NewServer(t, closeWith(4003), closeWith(4014))
 		var m modes
-		c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithHandshake(m.handshake))...)
+		c, err := resocket.Dial(bounded(t), srv.URL, fast(resocket.WithHandshake(m.handshake))...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,7 +96,7 @@ func TestReidentifyLoopGuard(t *testing.T) {
 		srv := resockettest.NewServer(t, closeWith(4003), stable)
 		var m modes
 		c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(m.handshake), resocket.WithStableAfter(100*time.Millisecond))...)
-		if err := c.Connect(context.Background()); err != nil {
+		if err := c.Connect(bounded(t)); err != nil {
 			t.Fatal(err)
 		}
 		rec.connected(t, 3)
@@ -110,7 +109,7 @@ func TestReidentifyLoopGuard(t *testing.T) {
 		t.Parallel()
 		srv := resockettest.NewServer(t, closeWith(4003), closeWith(4003), closeWith(4003))
 		var m modes
-		c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithMaxReidentify(3), resocket.WithHandshake(m.handshake))...)
+		c, err := resocket.Dial(bounded(t), srv.URL, fast(resocket.WithMaxReidentify(3), resocket.WithHandshake(m.handshake))...)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -26,7 +26,7 @@ func TestReadOrderAcrossReconnects(t *testing.T) {
 		resockettest.Script{Steps: []resockettest.Step{resockettest.SendN(50, "b%d"), resockettest.Close(websocket.StatusServiceRestart, "")}},
 		resockettest.Script{Steps: []resockettest.Step{resockettest.SendN(50, "c%d")}},
 	)
-	c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithReadQueue(4))...)
+	c, err := resocket.Dial(bounded(t), srv.URL, fast(resocket.WithReadQueue(4))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestReadOrderAcrossReconnects(t *testing.T) {
 func TestReadContextLeavesSocketUp(t *testing.T) {
 	t.Parallel()
 	srv := resockettest.NewServer(t)
-	c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
+	c, err := resocket.Dial(bounded(t), srv.URL, fast()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestSlowConsumerIsNotDeadPeer(t *testing.T) {
 	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.SendN(20, "m%d")}})
 	c, rec := newRecorded(t, srv.URL,
 		fast(resocket.WithReadQueue(1), resocket.WithHeartbeat(20*time.Millisecond, 100*time.Millisecond))...)
-	if err := c.Connect(context.Background()); err != nil {
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second) // ten pong timeouts with the consumer stalled
@@ -92,7 +92,7 @@ func TestSlowConsumerIsNotDeadPeer(t *testing.T) {
 func TestMessagesBeforeFatalCloseAreKept(t *testing.T) {
 	t.Parallel()
 	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Send("last words"), resockettest.Close(4004, "bad token")}})
-	c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
+	c, err := resocket.Dial(bounded(t), srv.URL, fast()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestMessagesBeforeFatalCloseAreKept(t *testing.T) {
 	if got := readText(t, c); got != "last words" {
 		t.Fatalf("got %q", got)
 	}
-	_, _, err = c.Read(context.Background())
+	_, _, err = c.Read(bounded(t))
 	if websocket.CloseStatus(err) != 4004 || !errors.Is(err, resocket.ErrClosed) {
 		t.Fatalf("Read = %v, want the fatal 4004 wrapped in ErrClosed", err)
 	}
@@ -114,7 +114,7 @@ func TestReadMessageAttempt(t *testing.T) {
 		resockettest.Script{Steps: []resockettest.Step{resockettest.Send("a1", "a2"), resockettest.Sleep(50 * time.Millisecond), resockettest.Reset()}},
 		resockettest.Script{Steps: []resockettest.Step{resockettest.Send("b1"), resockettest.Echo()}},
 	)
-	c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
+	c, err := resocket.Dial(bounded(t), srv.URL, fast()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestHandlerOrderAcrossReconnects(t *testing.T) {
 		resockettest.Script{Steps: []resockettest.Step{resockettest.SendN(50, "b%d"), resockettest.Echo()}},
 	)
 	var k collector
-	c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithOnMessage(k.handle))...)
+	c, err := resocket.Dial(bounded(t), srv.URL, fast(resocket.WithOnMessage(k.handle))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestHandlerReusesTheBuffer(t *testing.T) {
 	var mu sync.Mutex
 	var kept [][]byte
 	var copies []string
-	c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithOnMessage(func(m resocket.Message) {
+	c, err := resocket.Dial(bounded(t), srv.URL, fast(resocket.WithOnMessage(func(m resocket.Message) {
 		mu.Lock()
 		kept = append(kept, m.Data) // wrong on purpose: not a copy
 		copies = append(copies, string(m.Data))
@@ -225,7 +225,7 @@ func TestHandlerStalledIsNotDead(t *testing.T) {
 		proxy := resockettest.NewProxy(t, srv.Addr())
 		var k collector
 		c, rec := newRecorded(t, proxy.URL, fast(resocket.WithHeartbeat(20*time.Millisecond, 40*time.Millisecond), resocket.WithOnMessage(k.handle))...)
-		if err := c.Connect(context.Background()); err != nil {
+		if err := c.Connect(bounded(t)); err != nil {
 			t.Fatal(err)
 		}
 		proxy.Last().Blackhole(true)
@@ -239,7 +239,7 @@ func TestHandlerStalledIsNotDead(t *testing.T) {
 func TestHandlerPanicStopsTheClient(t *testing.T) {
 	t.Parallel()
 	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Send("boom")}})
-	c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithOnMessage(func(m resocket.Message) {
+	c, err := resocket.Dial(bounded(t), srv.URL, fast(resocket.WithOnMessage(func(m resocket.Message) {
 		panic("handler bug: " + string(m.Data))
 	}))...)
 	if err != nil {
@@ -271,7 +271,7 @@ func TestHandlerWritesAndCloses(t *testing.T) {
 	c, err := resocket.New(srv.URL, fast(resocket.WithOnMessage(func(m resocket.Message) {
 		switch string(m.Data) {
 		case "ping":
-			if err := c.Write(context.Background(), websocket.MessageText, []byte("pong")); err != nil {
+			if err := c.Write(bounded(t), websocket.MessageText, []byte("pong")); err != nil {
 				panic(err)
 			}
 		case "close now":
@@ -282,10 +282,10 @@ func TestHandlerWritesAndCloses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Connect(context.Background()); err != nil {
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := c.Read(context.Background()); !errors.Is(err, resocket.ErrOnMessage) {
+	if _, _, err := c.Read(bounded(t)); !errors.Is(err, resocket.ErrOnMessage) {
 		t.Fatalf("Read = %v, want ErrOnMessage", err)
 	}
 	if m := <-got; m != "pong" {
@@ -299,7 +299,7 @@ func TestHandlerWritesAndCloses(t *testing.T) {
 	if c.Err() != resocket.ErrClosed {
 		t.Fatalf("Err = %v", c.Err())
 	}
-	if _, err := c.ReadMessage(context.Background()); !errors.Is(err, resocket.ErrClosed) {
+	if _, err := c.ReadMessage(bounded(t)); !errors.Is(err, resocket.ErrClosed) {
 		t.Fatalf("ReadMessage after Close = %v", err)
 	}
 	if _, err := resocket.New(srv.URL, resocket.WithOnMessage(nil)); err == nil || !strings.Contains(err.Error(), "WithOnMessage: handler is nil") {
@@ -314,7 +314,7 @@ func TestHostileHugeMessage(t *testing.T) {
 	var before runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
+	c, err := resocket.Dial(bounded(t), srv.URL, fast()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +345,7 @@ func TestHostileInvalidUTF8(t *testing.T) {
 		}),
 	}})
 	c, rec := newRecorded(t, srv.URL, fast()...)
-	if err := c.Connect(context.Background()); err != nil {
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	d := rec.disconnected(t)
@@ -368,7 +368,7 @@ func TestHostileInvalidUTF8(t *testing.T) {
 func TestHostileFlood(t *testing.T) {
 	const n = 100000
 	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.SendN(n, "flood %d")}})
-	c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithHeartbeat(20*time.Millisecond, 500*time.Millisecond))...)
+	c, err := resocket.Dial(bounded(t), srv.URL, fast(resocket.WithHeartbeat(20*time.Millisecond, 500*time.Millisecond))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +394,7 @@ func TestHostileFlood(t *testing.T) {
 func TestReadLimitIsFatal(t *testing.T) {
 	t.Parallel()
 	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.SendLarge(4096)}})
-	c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithReadLimit(1024))...)
+	c, err := resocket.Dial(bounded(t), srv.URL, fast(resocket.WithReadLimit(1024))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +403,7 @@ func TestReadLimitIsFatal(t *testing.T) {
 	if !strings.Contains(err.Error(), "WithReadLimit") || !errors.Is(err, websocket.ErrMessageTooBig) {
 		t.Fatalf("Err() = %v: want ErrMessageTooBig naming WithReadLimit", err)
 	}
-	if _, _, err := c.Read(context.Background()); !errors.Is(err, resocket.ErrClosed) {
+	if _, _, err := c.Read(bounded(t)); !errors.Is(err, resocket.ErrClosed) {
 		t.Fatalf("Read after fatal 1009: %v", err)
 	}
 }

@@ -34,7 +34,7 @@ func TestReconnect(t *testing.T) {
 				return err
 			})}})
 			var m modes
-			c, err := resocket.Dial(context.Background(), srv.URL, fast(resocket.WithHandshake(m.handshake))...)
+			c, err := resocket.Dial(bounded(t), srv.URL, fast(resocket.WithHandshake(m.handshake))...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,7 +88,7 @@ func TestReconnect(t *testing.T) {
 		srv := resockettest.NewServer(t, resockettest.Script{Status: 503})
 		c, rec := newRecorded(t, srv.URL, resocket.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(time.Hour) }))
 		connected := make(chan error, 1)
-		go func() { connected <- c.Connect(context.Background()) }()
+		go func() { connected <- c.Connect(bounded(t)) }()
 		rec.waitFor(t, "Retrying", func(e resocket.Event) bool { _, ok := e.(resocket.Retrying); return ok })
 		if err := c.Reconnect(4000, "", resocket.ActionRetry); err != nil {
 			t.Fatal(err)
@@ -124,7 +124,7 @@ func TestReconnectDuringWait(t *testing.T) {
 			}, row.opts...)
 			c, rec := newRecorded(t, srv.URL, opts...)
 			connected := make(chan error, 1)
-			go func() { connected <- c.Connect(context.Background()) }()
+			go func() { connected <- c.Connect(bounded(t)) }()
 			rec.waitFor(t, "Retrying", func(e resocket.Event) bool { _, ok := e.(resocket.Retrying); return ok })
 			if err := c.Reconnect(4100, "from the protocol", row.action); err != nil {
 				t.Fatal(err)
@@ -165,7 +165,7 @@ func TestReconnectDuringWaitIsOneVerdict(t *testing.T) {
 	c, rec := newRecorded(t, srv.URL, resocket.WithHeartbeat(0, 0),
 		resocket.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(time.Hour) }))
 	connected := make(chan error, 1)
-	go func() { connected <- c.Connect(context.Background()) }()
+	go func() { connected <- c.Connect(bounded(t)) }()
 	rec.waitFor(t, "Retrying", func(e resocket.Event) bool { _, ok := e.(resocket.Retrying); return ok })
 	before := c.Stats().Disconnects
 	if err := c.Reconnect(4100, "from the protocol", resocket.ActionRetry); err != nil {
@@ -203,7 +203,7 @@ func TestRacingReconnectsKeepTheBackoff(t *testing.T) {
 	srv := resockettest.NewServer(t)
 	c, rec := newRecorded(t, srv.URL, resocket.WithHeartbeat(0, 0),
 		resocket.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(300 * time.Millisecond) }))
-	if err := c.Connect(context.Background()); err != nil {
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	for round := 0; round < 5; round++ {
@@ -253,13 +253,13 @@ func TestReconnectCutsAHandshake(t *testing.T) {
 			}
 			return nil
 		}))
-	if err := c.Connect(context.Background()); err != nil {
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Reconnect(4000, "", resocket.ActionRetry); err != nil {
 		t.Fatal(err)
 	}
-	<-inHandshake
+	receive(t, inHandshake)
 	if err := c.Reconnect(4001, "cut", resocket.ActionReidentify); err != nil {
 		t.Fatal(err)
 	}

@@ -117,5 +117,5 @@ func TestScopedActsOnBadInput(t *testing.T) {
 	if m.Session.Reconnect(4000, "", resocket.ActionRetry) {
 		t.Fatal("Session.Reconnect after Close returned true")
 	}
-	<-m.Session.Done()
+	receive(t, m.Session.Done())
 }

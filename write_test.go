@@ -28,8 +28,8 @@ func TestWriteWaitsForOpen(t *testing.T) {
 	}
 	defer c.Close()
 	written := make(chan error, 1)
-	go func() { written <- c.Write(context.Background(), websocket.MessageText, []byte("early")) }()
-	if err := c.Connect(context.Background()); err != nil {
+	go func() { written <- c.Write(bounded(t), websocket.MessageText, []byte("early")) }()
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-written; err != nil {
@@ -48,7 +48,7 @@ func TestWriteErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		go c.Connect(context.Background())
+		go c.Connect(bounded(t))
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
 		err = c.Write(ctx, websocket.MessageText, []byte("x"))
@@ -58,26 +58,26 @@ func TestWriteErrors(t *testing.T) {
 	})
 	t.Run("bad-type", func(t *testing.T) {
 		srv := resockettest.NewServer(t)
-		c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
+		c, err := resocket.Dial(bounded(t), srv.URL, fast()...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if err := c.Write(context.Background(), 0, nil); err == nil || !strings.Contains(err.Error(), "message type") {
+		if err := c.Write(bounded(t), 0, nil); err == nil || !strings.Contains(err.Error(), "message type") {
 			t.Fatalf("Write(type 0) = %v", err)
 		}
 	})
 	t.Run("after-close", func(t *testing.T) {
 		srv := resockettest.NewServer(t)
-		c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
+		c, err := resocket.Dial(bounded(t), srv.URL, fast()...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.Close()
-		if err := c.Write(context.Background(), websocket.MessageText, nil); err != resocket.ErrClosed {
+		if err := c.Write(bounded(t), websocket.MessageText, nil); err != resocket.ErrClosed {
 			t.Fatalf("Write after Close = %v, want ErrClosed", err)
 		}
-		if _, _, err := c.Read(context.Background()); err != resocket.ErrClosed {
+		if _, _, err := c.Read(bounded(t)); err != resocket.ErrClosed {
 			t.Fatalf("Read after Close = %v, want ErrClosed", err)
 		}
 	})
@@ -89,13 +89,13 @@ func TestFailedWriteRetiresSocket(t *testing.T) {
 	t.Parallel()
 	for i := 0; i < 5; i++ {
 		srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{resockettest.Reset()}})
-		c, err := resocket.Dial(context.Background(), srv.URL, fast()...)
+		c, err := resocket.Dial(bounded(t), srv.URL, fast()...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		failures := 0
 		for n := 0; n < 100; n++ {
-			err := c.Write(context.Background(), websocket.MessageText, []byte("x"))
+			err := c.Write(bounded(t), websocket.MessageText, []byte("x"))
 			if err == nil && c.Stats().Opens == 2 {
 				break
 			}
@@ -138,7 +138,7 @@ func TestWriteWaitingItsTurnLeavesTheSocketUp(t *testing.T) {
 		resockettest.Echo(),
 	}})
 	c, _ := newRecorded(t, srv.URL, fast()...)
-	if err := c.Connect(context.Background()); err != nil {
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	first, started := make(chan error, 1), make(chan struct{})
@@ -180,7 +180,7 @@ func TestWriteWithAnEndedContextLeavesTheSocketUp(t *testing.T) {
 	t.Parallel()
 	srv := resockettest.NewServer(t)
 	c, _ := newRecorded(t, srv.URL, fast()...)
-	if err := c.Connect(context.Background()); err != nil {
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	ended, cancel := context.WithCancel(context.Background())
@@ -215,7 +215,7 @@ func TestWriteCutMidMessageSaysSo(t *testing.T) {
 				resockettest.Sleep(time.Minute), // never reads
 			}})
 			c, rec := newRecorded(t, srv.URL, fast(tc.opts...)...)
-			if err := c.Connect(context.Background()); err != nil {
+			if err := c.Connect(bounded(t)); err != nil {
 				t.Fatal(err)
 			}
 			payload := make([]byte, big)
@@ -257,7 +257,7 @@ func TestWriteWhoseCtxEndsAsItFinishesLeavesTheSocketUp(t *testing.T) {
 		return &cancelAfterWrite{Conn: conn, arm: &arm}, nil
 	}
 	c, _ := newRecorded(t, srv.URL, fast(resocket.WithDialOptions(&websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}}))...)
-	if err := c.Connect(context.Background()); err != nil {
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 20; i++ {
@@ -319,7 +319,7 @@ func TestWriteCutWhileTheServerPingsSaysSo(t *testing.T) {
 			}),
 		}})
 		c, rec := newRecorded(t, srv.URL, fast()...)
-		if err := c.Connect(context.Background()); err != nil {
+		if err := c.Connect(bounded(t)); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -385,7 +385,7 @@ func TestWriteLimiterWait(t *testing.T) {
 	g := startGateway(t, gatewayRules)
 	s, rec := runShard(t, g, shard.Config{WriteLimiter: resocket.NewLimiter(1, time.Hour)})
 	c := s.Client()
-	if err := s.Send(context.Background(), 3, "one"); err != nil {
+	if err := s.Send(bounded(t), 3, "one"); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -400,7 +400,7 @@ func TestWriteLimiterWait(t *testing.T) {
 		t.Fatalf("%d disconnects: the heartbeat waited for the write limiter", n)
 	}
 	blocked := make(chan error, 1)
-	go func() { blocked <- c.Write(context.Background(), websocket.MessageText, []byte(`{"op":3}`)) }()
+	go func() { blocked <- c.Write(bounded(t), websocket.MessageText, []byte(`{"op":3}`)) }()
 	time.Sleep(20 * time.Millisecond)
 	c.Close()
 	select {
