@@ -27,6 +27,15 @@ func TestMain(m *testing.M) {
 
 const waitLimit = 15 * time.Second
 
+// bounded is the context of a test's Dial or Connect: a peer that never
+// lets the client open fails the test with the context's error after a
+// minute instead of hanging the package.
+func bounded(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*waitLimit)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // need skips the test when a peer is missing, or fails it under CI=true.
 func need(t *testing.T, what, install string, err error) {
 	t.Helper()
@@ -172,7 +181,7 @@ func connected(t *testing.T, url string, opts ...resocket.Option) (*resocket.Cli
 	}
 	t.Cleanup(func() { c.Close() })
 	events := c.Events()
-	if err := c.Connect(context.Background()); err != nil {
+	if err := c.Connect(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	return c, events
@@ -230,7 +239,7 @@ func scenarios(t *testing.T, start peerStarter, drop string) {
 	t.Run("fatal-4004", func(t *testing.T) {
 		url := start(t, `["close:4004:authentication failed"]`)
 		var m modes
-		c, err := resocket.Dial(context.Background(), url, quick(resocket.WithHandshake(m.handshake))...)
+		c, err := resocket.Dial(bounded(t), url, quick(resocket.WithHandshake(m.handshake))...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -264,7 +273,7 @@ func scenarios(t *testing.T, start peerStarter, drop string) {
 		defer c.Close()
 		events := c.Events()
 		connected := make(chan error, 1)
-		go func() { connected <- c.Connect(context.Background()) }()
+		go func() { connected <- c.Connect(bounded(t)) }()
 		d := next[resocket.Disconnected](t, events)
 		if d.HTTPStatus != 503 || d.Action != resocket.ActionRetry || d.Header.Get("Retry-After") != "1" || d.Next < time.Second {
 			t.Fatalf("got status %d %v Retry-After %q next %v", d.HTTPStatus, d.Action, d.Header.Get("Retry-After"), d.Next)
@@ -275,7 +284,7 @@ func scenarios(t *testing.T, start peerStarter, drop string) {
 	})
 	t.Run("reject-401-fatal", func(t *testing.T) {
 		url := start(t, `["reject:401"]`)
-		_, err := resocket.Dial(context.Background(), url, quick()...)
+		_, err := resocket.Dial(bounded(t), url, quick()...)
 		var ue *resocket.UpgradeError
 		if !errors.As(err, &ue) || ue.Status != 401 {
 			t.Fatalf("Dial = %v, want an UpgradeError 401", err)
@@ -298,7 +307,7 @@ func TestNodeWS(t *testing.T) {
 	t.Run("permessage-deflate", func(t *testing.T) {
 		url := startPeer(t, "node", "peers/server.js", `["echo"]`, "deflate")
 		var negotiated string
-		c, err := resocket.Dial(context.Background(), url, quick(
+		c, err := resocket.Dial(bounded(t), url, quick(
 			resocket.WithDialOptions(&websocket.DialOptions{CompressionMode: websocket.CompressionContextTakeover}),
 			resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
 				negotiated = s.Response.Header.Get("Sec-WebSocket-Extensions")

@@ -1,7 +1,6 @@
 package interop
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -152,7 +151,7 @@ func TestNginx4014IsFatal(t *testing.T) {
 	backend.Queue(resockettest.Script{Steps: []resockettest.Step{resockettest.Read(1), resockettest.Close(4014, "disallowed intents")}})
 	url := startNginx(t, backendAddr, 10*time.Second)
 	var m modes
-	c, err := resocket.Dial(context.Background(), url, quick(resocket.WithHandshake(m.handshake))...)
+	c, err := resocket.Dial(bounded(t), url, quick(resocket.WithHandshake(m.handshake))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +185,7 @@ func TestNginxIdleTimeoutAndHeartbeat(t *testing.T) {
 	})
 	t.Run("heartbeat-keeps-it-alive", func(t *testing.T) {
 		var m modes // the backend takes the first message as the hello
-		c, err := resocket.Dial(context.Background(), url, quick(resocket.WithHandshake(m.handshake),
+		c, err := resocket.Dial(bounded(t), url, quick(resocket.WithHandshake(m.handshake),
 			resocket.WithHeartbeat(200*time.Millisecond, 300*time.Millisecond))...)
 		if err != nil {
 			t.Fatal(err)
