@@ -135,6 +135,26 @@ func TestIdentifyArrivalsAreSpacedWithSlowHellos(t *testing.T) {
 	}
 }
 
+// waitingForIdentify makes a client whose identify limiter is taken for
+// an hour: each handshake waits in WaitIdentify until it is cut, and sends
+// what WaitIdentify returned on the channel.
+func waitingForIdentify(t *testing.T, url string) (*resocket.Client, *recorder, <-chan error) {
+	t.Helper()
+	lim := resocket.NewLimiter(1, time.Hour)
+	lim.Wait(bounded(t))
+	waiting := make(chan error, 2)
+	c, rec := newRecorded(t, url, fast(resocket.WithIdentifyLimiter(lim),
+		resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+			err := s.WaitIdentify(ctx)
+			select {
+			case waiting <- err:
+			default: // a third socket's: no test reads that far
+			}
+			return err
+		}))...)
+	return c, rec, waiting
+}
+
 // TestWaitIdentify drives the rest of the contract: resumes never wait,
 // the wait is outside the connect timeout and keeps the heartbeat from
 // judging a zombie, Close cuts it, a failing limiter is a retried attempt,
@@ -177,15 +197,7 @@ func TestWaitIdentify(t *testing.T) {
 	})
 	t.Run("close-cuts-it", func(t *testing.T) {
 		srv := resockettest.NewServer(t, g.script(0))
-		lim := resocket.NewLimiter(1, time.Hour)
-		lim.Wait(bounded(t))
-		waiting := make(chan error, 1)
-		c, _ := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(lim),
-			resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
-				err := s.WaitIdentify(ctx)
-				waiting <- err
-				return err
-			}))...)
+		c, _, waiting := waitingForIdentify(t, srv.URL)
 		connected := make(chan error, 1)
 		go func() { connected <- c.Connect(bounded(t)) }()
 		time.Sleep(50 * time.Millisecond)
@@ -203,15 +215,7 @@ func TestWaitIdentify(t *testing.T) {
 	t.Run("the-sockets-end-cuts-it", func(t *testing.T) {
 		srv := resockettest.NewServer(t)
 		srv.SetDefault(g.script(0))
-		lim := resocket.NewLimiter(1, time.Hour)
-		lim.Wait(bounded(t))
-		waiting := make(chan error, 2)
-		c, rec := newRecorded(t, srv.URL, fast(resocket.WithIdentifyLimiter(lim),
-			resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
-				err := s.WaitIdentify(ctx)
-				waiting <- err
-				return err
-			}))...)
+		c, rec, waiting := waitingForIdentify(t, srv.URL)
 		go c.Connect(bounded(t))
 		time.Sleep(50 * time.Millisecond) // the handshake waits on the limiter
 		if err := c.Reconnect(4000, "cut the wait", resocket.ActionRetry); err != nil {

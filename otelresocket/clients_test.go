@@ -2,6 +2,7 @@ package otelresocket_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -118,21 +119,10 @@ func TestManyClientsOneInstrumentation(t *testing.T) {
 // TestStopEndsOpenSpans: stop in the middle of the first connection
 // ends the spans it left open, with no outcome.
 func TestStopEndsOpenSpans(t *testing.T) {
-	srv := resockettest.NewServer(t)
-	srv.SetDefault(resockettest.Script{Status: http.StatusServiceUnavailable})
 	tel := newTelemetry(t)
-	c := newClient(t, srv.URL,
-		resocket.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(time.Hour) }))
-	stop := tel.instrumentation(t).Instrument(c)
-	events, _ := c.Subscribe(64)
-	connected := make(chan error, 1)
-	go func() { connected <- c.Connect(context.Background()) }()
-	// The same publish reached the instrumentation's channel, which stop
-	// drains before it returns.
-	await(t, events, "the first attempt's Disconnected", func(e resocket.Event) bool {
-		_, ok := e.(resocket.Disconnected)
-		return ok
-	})
+	// The Disconnected reached the instrumentation's channel too, which
+	// stop drains before it returns.
+	c, stop, connected := inTheWait[resocket.Disconnected](t, tel)
 	stop()
 	if started, ended := len(tel.spans.Started()), len(tel.spans.Ended()); started != 2 || ended != 2 {
 		t.Errorf("%d spans started, %d ended; want 2 and 2", started, ended)
@@ -168,20 +158,9 @@ func TestInstrumentAClosedClient(t *testing.T) {
 // TestCloseIsNoError: a Close the program asked for, mid-connect, ends
 // the open spans with outcome closed and no error status.
 func TestCloseIsNoError(t *testing.T) {
-	srv := resockettest.NewServer(t)
-	srv.SetDefault(resockettest.Script{Status: http.StatusServiceUnavailable})
 	tel := newTelemetry(t)
-	c := newClient(t, srv.URL,
-		resocket.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(time.Hour) }))
-	stop := tel.instrumentation(t).Instrument(c)
+	c, stop, connected := inTheWait[resocket.Retrying](t, tel)
 	defer stop()
-	events, _ := c.Subscribe(64)
-	connected := make(chan error, 1)
-	go func() { connected <- c.Connect(context.Background()) }()
-	await(t, events, "the first attempt's Retrying", func(e resocket.Event) bool {
-		_, ok := e.(resocket.Retrying)
-		return ok
-	})
 	c.Close()
 	<-connected
 	stop()
@@ -198,4 +177,26 @@ func TestCloseIsNoError(t *testing.T) {
 	if !found {
 		t.Error("no resocket.connect span")
 	}
+}
+
+// inTheWait starts an instrumented client whose first attempt is refused
+// with a 503 and whose retry waits an hour, and returns once that attempt
+// published its E: the client, the instrumentation's stop, and Connect's
+// result.
+func inTheWait[E resocket.Event](t *testing.T, tel *telemetry) (*resocket.Client, func(), <-chan error) {
+	t.Helper()
+	srv := resockettest.NewServer(t)
+	srv.SetDefault(resockettest.Script{Status: http.StatusServiceUnavailable})
+	c := newClient(t, srv.URL,
+		resocket.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(time.Hour) }))
+	stop := tel.instrumentation(t).Instrument(c)
+	events, _ := c.Subscribe(64)
+	connected := make(chan error, 1)
+	go func() { connected <- c.Connect(context.Background()) }()
+	var e E
+	await(t, events, fmt.Sprintf("the first attempt's %T", e), func(e resocket.Event) bool {
+		_, ok := e.(E)
+		return ok
+	})
+	return c, stop, connected
 }

@@ -82,18 +82,26 @@ func (tel *telemetry) metrics(t *testing.T) map[string]metricdata.Metrics {
 // key encodes a point's attributes, sorted: "k=v,k=v".
 func key(s attribute.Set) string { return s.Encoded(attribute.DefaultEncoder()) }
 
-// sums returns the points of a Sum instrument by their attributes, and
-// whether it is monotonic.
-func sums[N int64 | float64](t *testing.T, ms map[string]metricdata.Metrics, name string) (map[string]N, bool) {
+// collected returns the data of the instrument name, which must be a D.
+func collected[D metricdata.Aggregation](t *testing.T, ms map[string]metricdata.Metrics, name string) D {
 	t.Helper()
 	m, ok := ms[name]
 	if !ok {
 		t.Fatalf("no %s in the collection", name)
 	}
-	s, ok := m.Data.(metricdata.Sum[N])
+	d, ok := m.Data.(D)
 	if !ok {
-		t.Fatalf("%s is a %T, want a Sum", name, m.Data)
+		var want D
+		t.Fatalf("%s is a %T, want a %T", name, m.Data, want)
 	}
+	return d
+}
+
+// sums returns the points of a Sum instrument by their attributes, and
+// whether it is monotonic.
+func sums[N int64 | float64](t *testing.T, ms map[string]metricdata.Metrics, name string) (map[string]N, bool) {
+	t.Helper()
+	s := collected[metricdata.Sum[N]](t, ms, name)
 	if s.Temporality != metricdata.CumulativeTemporality {
 		t.Errorf("%s: temporality %v", name, s.Temporality)
 	}
@@ -107,14 +115,7 @@ func sums[N int64 | float64](t *testing.T, ms map[string]metricdata.Metrics, nam
 // histograms returns the points of a Histogram by their attributes.
 func histograms(t *testing.T, ms map[string]metricdata.Metrics, name string) map[string]metricdata.HistogramDataPoint[float64] {
 	t.Helper()
-	m, ok := ms[name]
-	if !ok {
-		t.Fatalf("no %s in the collection", name)
-	}
-	h, ok := m.Data.(metricdata.Histogram[float64])
-	if !ok {
-		t.Fatalf("%s is a %T, want a Histogram", name, m.Data)
-	}
+	h := collected[metricdata.Histogram[float64]](t, ms, name)
 	out := map[string]metricdata.HistogramDataPoint[float64]{}
 	for _, p := range h.DataPoints {
 		out[key(p.Attributes)] = p
