@@ -44,8 +44,7 @@ type Upgraded struct {
 // HeartbeatRTT reports a heartbeat round trip of the socket made by
 // attempt Attempt: a ping answered by its pong, or, with
 // Session.Heartbeat, a beat answered by AckHeartbeat (from the handshake
-// on). Stats().RTT is the
-// last one.
+// on). Stats().RTT is the last one.
 type HeartbeatRTT struct {
 	Attempt int
 	RTT     time.Duration
