@@ -13,6 +13,7 @@ import (
 	"github.com/resocket/resocket/resockettest"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // newClient makes a client of srv with the test handshake, closed when
@@ -199,4 +200,62 @@ func inTheWait[E resocket.Event](t *testing.T, tel *telemetry) (*resocket.Client
 		return ok
 	})
 	return c, stop, connected
+}
+
+// TestReconnectInTheWait: a Reconnect made while the client waits to
+// retry ends no attempt (its Disconnected has Attempt 0): it counts as a
+// disconnect but not as a failed attempt, and the outage's span goes on
+// over the attempt it brings forward.
+func TestReconnectInTheWait(t *testing.T) {
+	tel := newTelemetry(t)
+	c, stop, connected := inTheWait[resocket.Retrying](t, tel)
+	events, _ := c.Subscribe(64)
+	if err := c.Reconnect(4000, "now", resocket.ActionRetry); err != nil {
+		t.Fatal(err)
+	}
+	await(t, events, "attempt 2's Retrying", func(e resocket.Event) bool {
+		r, ok := e.(resocket.Retrying)
+		return ok && r.Attempt == 3
+	})
+	stop()
+	c.Close()
+	<-connected
+	ms := tel.metrics(t)
+	attempts, _ := sums[int64](t, ms, "resocket.client.attempts")
+	equal(t, "attempts", attempts, map[string]int64{set(mode("identify"), outcome("failed")): 2})
+	disconnects, _ := sums[int64](t, ms, "resocket.client.disconnects")
+	equal(t, "disconnects", disconnects, map[string]int64{
+		set(attribute.Int("websocket.close_code", 0), attribute.Int("http.response.status_code", 503),
+			attribute.String("resocket.action", "retry"), attribute.Bool("resocket.opened", false)): 2,
+		set(attribute.Int("websocket.close_code", 4000), attribute.Int("http.response.status_code", 0),
+			attribute.String("resocket.action", "retry"), attribute.Bool("resocket.opened", false)): 1,
+	})
+	var outages []trace.SpanID
+	parents := map[trace.SpanID]int{}
+	for _, s := range tel.spans.Ended() {
+		switch s.Name() {
+		case "resocket.connect", "resocket.reconnect":
+			outages = append(outages, s.SpanContext().SpanID())
+		case "resocket.attempt":
+			parents[s.Parent().SpanID()]++
+		}
+	}
+	if len(outages) != 1 || parents[outages[0]] != 2 {
+		t.Errorf("outage spans %v, attempts by parent %v; want one outage over both attempts", outages, parents)
+	}
+}
+
+// TestOwnKeysOverrideTheCallers: an attribute the caller gives with one
+// of the package's keys is overridden by the package's value.
+func TestOwnKeysOverrideTheCallers(t *testing.T) {
+	tel := newTelemetry(t)
+	c := newClient(t, "ws://127.0.0.1:1/")
+	c.Close()
+	stop := tel.instrumentation(t).Instrument(c, shard, attribute.String("resocket.state", "mine"))
+	defer stop()
+	points, _ := sums[int64](t, tel.metrics(t), "resocket.client.state")
+	equal(t, "states", points, map[string]int64{
+		set(shard, stateKV("connecting")): 0, set(shard, stateKV("open")): 0,
+		set(shard, stateKV("closing")): 0, set(shard, stateKV("closed")): 1,
+	})
 }

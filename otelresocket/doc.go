@@ -18,8 +18,6 @@
 //	defer in.Instrument(c, attribute.Int("shard", id))() // before Connect: every event from the first dial
 //	err = c.Connect(ctx)
 //
-// For a single client, Instrument(c) does the same in one call.
-//
 // # Metrics
 //
 // Every attribute value is bounded: no URL, token, close reason or error

@@ -3,7 +3,6 @@ package otelresocket
 import (
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/resocket/resocket"
 	"go.opentelemetry.io/otel"
@@ -138,69 +137,4 @@ func (in *Instrumentation) Instrument(c *resocket.Client, attrs ...attribute.Key
 	}
 	w := in.watch(c, attrs)
 	return w.stop
-}
-
-// cache holds the Instrumentation of each pair of providers that
-// Instrument was called with.
-var cache struct {
-	mu      sync.Mutex
-	entries []cacheEntry
-}
-
-type cacheEntry struct {
-	mp metric.MeterProvider
-	tp trace.TracerProvider
-	in *Instrumentation
-}
-
-// Instrument is New and Instrumentation.Instrument in one call, for one
-// client. The Instrumentation is made once per pair of providers and kept,
-// so that many calls share its instruments and its callback; providers
-// are told apart with ==, and one whose type cannot be compared gets a new
-// Instrumentation at every call. It returns an error, and no stop, when c
-// is nil or an option is invalid.
-func Instrument(c *resocket.Client, opts ...Option) (stop func(), err error) {
-	if c == nil {
-		return nil, errors.New("otelresocket: Instrument: the *resocket.Client is nil")
-	}
-	cfg, err := newConfig(opts)
-	if err != nil {
-		return nil, err
-	}
-	in, err := shared(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return in.Instrument(c), nil
-}
-
-// shared returns the cached Instrumentation for cfg's providers, making it
-// on first use.
-func shared(cfg config) (*Instrumentation, error) {
-	cache.mu.Lock()
-	defer cache.mu.Unlock()
-	for _, e := range cache.entries {
-		if same(e.mp, cfg.mp) && same(e.tp, cfg.tp) {
-			return e.in, nil
-		}
-	}
-	in, err := New(WithMeterProvider(cfg.mp), WithTracerProvider(cfg.tp))
-	if err != nil {
-		return nil, err
-	}
-	if same(cfg.mp, cfg.mp) && same(cfg.tp, cfg.tp) { // one that never matches is not kept
-		cache.entries = append(cache.entries, cacheEntry{mp: cfg.mp, tp: cfg.tp, in: in})
-	}
-	return in, nil
-}
-
-// same compares two providers; a provider whose dynamic type cannot be
-// compared is never the same as another, rather than a panic.
-func same(a, b any) (eq bool) {
-	defer func() {
-		if recover() != nil {
-			eq = false
-		}
-	}()
-	return a == b
 }

@@ -58,11 +58,12 @@ func TestPrometheusScrape(t *testing.T) {
 		resocket.WithBackoff(func() backoff.BackOff { return backoff.NewConstantBackOff(10 * time.Millisecond) }),
 	)
 	log := record(c)
-	stop, err := otelresocket.Instrument(c, otelresocket.WithMeterProvider(mp),
+	in, err := otelresocket.New(otelresocket.WithMeterProvider(mp),
 		otelresocket.WithTracerProvider(tracenoop.NewTracerProvider()))
 	if err != nil {
 		t.Fatal(err)
 	}
+	stop := in.Instrument(c)
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	if err := c.Connect(ctx); err != nil {

@@ -173,7 +173,7 @@ func verdict(e resocket.Disconnected) []attribute.KeyValue {
 	return []attribute.KeyValue{
 		keyCloseCode.Int(int(e.Code)),
 		keyStatusCode.Int(e.HTTPStatus),
-		keyAction.String(action(e.Action)),
+		keyAction.String(e.Action.String()),
 		keyRepeats.Int(e.Repeats),
 	}
 }

@@ -1,11 +1,17 @@
 package otelresocket_test
 
 import (
+	"context"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/cenkalti/backoff/v4"
+	"github.com/coder/websocket"
+	"github.com/resocket/resocket"
+	"github.com/resocket/resocket/resockettest"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -167,4 +173,47 @@ func attrsOf(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
 		out[kv.Key] = kv.Value
 	}
 	return out
+}
+
+// TestSpansCarryNoSecrets: the error texts on the spans' statuses come
+// from the client, redacted: a token in the URL and in the Authorization
+// header shows nowhere on a span, through a reset upgrade (retried) and a
+// 401 (fatal).
+func TestSpansCarryNoSecrets(t *testing.T) {
+	srv := resockettest.NewServer(t, resockettest.Script{ResetUpgrade: true}, resockettest.Script{Status: http.StatusUnauthorized})
+	tel := newTelemetry(t)
+	c := newClient(t, srv.URL+"?token=secret",
+		resocket.WithDialOptions(&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer secret"}}}),
+		resocket.WithBackoff(func() backoff.BackOff { return &backoff.ZeroBackOff{} }))
+	stop := tel.instrumentation(t).Instrument(c)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := c.Connect(ctx); err == nil {
+		t.Fatal("Connect succeeded against a 401")
+	}
+	stop()
+	var statuses []string
+	for _, s := range tel.spans.Ended() {
+		texts := []string{s.Status().Description}
+		for _, kv := range s.Attributes() {
+			texts = append(texts, kv.Value.Emit())
+		}
+		for _, e := range s.Events() {
+			texts = append(texts, e.Name)
+			for _, kv := range e.Attributes {
+				texts = append(texts, kv.Value.Emit())
+			}
+		}
+		for _, text := range texts {
+			if strings.Contains(text, "secret") {
+				t.Errorf("span %s carries a secret: %q", s.Name(), text)
+			}
+		}
+		if s.Status().Code == codes.Error {
+			statuses = append(statuses, s.Status().Description)
+		}
+	}
+	if len(statuses) < 3 { // the reset attempt, the 401 attempt, the connect span of the fatal end
+		t.Fatalf("%d error statuses, want 3: %q", len(statuses), statuses)
+	}
 }

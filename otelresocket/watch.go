@@ -2,7 +2,6 @@ package otelresocket
 
 import (
 	"context"
-	"sync"
 
 	"github.com/resocket/resocket"
 	"go.opentelemetry.io/otel/attribute"
@@ -25,7 +24,6 @@ type watcher struct {
 	events <-chan resocket.Event
 	cancel func()
 	done   chan struct{}
-	once   sync.Once
 
 	mode  resocket.Mode // the mode of the attempt under way, from Dialing
 	spans spans
@@ -53,7 +51,7 @@ func (in *Instrumentation) watch(c *resocket.Client, attrs []attribute.KeyValue)
 // every event already published first) and removes the client from the
 // callback.
 func (w *watcher) stop() {
-	w.once.Do(w.cancel)
+	w.cancel() // safe more than once
 	<-w.done
 	w.in.clients.remove(w.member)
 }
@@ -107,26 +105,10 @@ func (w *watcher) disconnected(ctx context.Context, e resocket.Disconnected) {
 	inst.disconnects.Add(ctx, 1, with(w.attrs,
 		keyCloseCode.Int(int(e.Code)),
 		keyStatusCode.Int(e.HTTPStatus),
-		keyAction.String(action(e.Action)),
+		keyAction.String(e.Action.String()),
 		keyOpened.Bool(e.Opened)))
 	w.spans.disconnected(e)
 }
 
 // mode is the resocket.mode attribute.
-func mode(m resocket.Mode) attribute.KeyValue {
-	if m == resocket.ModeResume {
-		return keyMode.String("resume")
-	}
-	return keyMode.String("identify")
-}
-
-// action is the value of resocket.action.
-func action(a resocket.Action) string {
-	switch a {
-	case resocket.ActionRetry:
-		return "retry"
-	case resocket.ActionReidentify:
-		return "reidentify"
-	}
-	return "fatal"
-}
+func mode(m resocket.Mode) attribute.KeyValue { return keyMode.String(m.String()) }

@@ -184,16 +184,27 @@ func hold(ctx context.Context, conn *websocket.Conn) {
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
+// sleep waits d, or less if ctx ends first; it reports whether d passed
+// with ctx still live.
+func sleep(ctx context.Context, d time.Duration) bool { return waitOr(ctx.Done(), d) }
+
+// waitOr waits d, or less if done closes first; it reports whether d
+// passed with done still open.
+func waitOr(done <-chan struct{}, d time.Duration) bool {
 	if d <= 0 {
-		return ctx.Err() == nil
+		select {
+		case <-done:
+			return false
+		default:
+			return true
+		}
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return true
-	case <-ctx.Done():
+	case <-done:
 		return false
 	}
 }

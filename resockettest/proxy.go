@@ -129,6 +129,10 @@ func (p *Proxy) Close() {
 	p.wg.Wait()
 }
 
+// dialTimeout bounds the proxy's dial of its target, so that Close never
+// waits on the system's connect timeout.
+const dialTimeout = 5 * time.Second
+
 func (p *Proxy) accept() {
 	defer p.wg.Done()
 	for {
@@ -136,7 +140,7 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
-		server, err := net.Dial("tcp", p.target)
+		server, err := net.DialTimeout("tcp", p.target, dialTimeout)
 		if err != nil {
 			reset(client)
 			continue
@@ -257,7 +261,7 @@ func (c *ProxyConn) readChunks(src net.Conn, queue chan<- chunk) error {
 // connection was reset or dst could not be written (which resets it).
 func (c *ProxyConn) forward(queue <-chan chunk, dst net.Conn) bool {
 	for ch := range queue {
-		if !c.wait(time.Until(ch.due)) {
+		if !waitOr(c.done, time.Until(ch.due)) {
 			return false
 		}
 		s := c.settings.Load()
@@ -266,7 +270,7 @@ func (c *ProxyConn) forward(queue <-chan chunk, dst net.Conn) bool {
 			continue
 		}
 		if s.Bandwidth > 0 && // a chunk arrives once its bytes had time to cross
-			!c.wait(time.Duration(len(*ch.b))*time.Second/time.Duration(s.Bandwidth)) {
+			!waitOr(c.done, time.Duration(len(*ch.b))*time.Second/time.Duration(s.Bandwidth)) {
 			return false
 		}
 		_, err := dst.Write(*ch.b)
@@ -277,22 +281,6 @@ func (c *ProxyConn) forward(queue <-chan chunk, dst net.Conn) bool {
 		}
 	}
 	return true
-}
-
-// wait waits d, or less if the connection is reset; it reports whether d
-// passed.
-func (c *ProxyConn) wait(d time.Duration) bool {
-	if d <= 0 {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-c.done:
-		return false
-	}
 }
 
 // remove forgets c once both directions ended.

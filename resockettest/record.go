@@ -15,8 +15,7 @@ type ConnInfo struct {
 	Path   string      // the URL's path
 	Query  url.Values  // the URL's query
 
-	keep    bool                        // SetRecording: keep what is read
-	observe func(c *ConnInfo, m []byte) // OnReceive, or nil
+	keep bool // SetRecording: keep what is read
 
 	mu       sync.Mutex
 	received []string
@@ -49,9 +48,6 @@ func (c *ConnInfo) Received() []string {
 }
 
 func (c *ConnInfo) record(m []byte) {
-	if c.observe != nil {
-		c.observe(c, m)
-	}
 	if !c.keep {
 		return
 	}

@@ -217,7 +217,9 @@ func EchoN(n int) Step {
 }
 
 // EchoThen echoes (and records) messages for d, then runs fault, which is
-// expected to end the socket; the socket ends with it either way.
+// expected to end the socket (Close, Reset, Hangup); the socket ends with
+// it either way. The echo goes on reading while fault runs, answering
+// pings: Silent is no silence here.
 func EchoThen(d time.Duration, fault Step) Step {
 	return func(ctx context.Context, p *Peer) error {
 		done := make(chan struct{})

@@ -30,8 +30,7 @@ type Server struct {
 	mu       sync.Mutex
 	queue    []Script
 	handler  func(ctx context.Context, p *Peer) error
-	unkept   bool                        // SetRecording(false)
-	observe  func(c *ConnInfo, m []byte) // OnReceive
+	unkept   bool // SetRecording(false)
 	conns    []*ConnInfo
 	accepted int
 	tcp      map[net.Conn]struct{}
@@ -176,17 +175,6 @@ func (s *Server) SetRecording(on bool) {
 	s.mu.Unlock()
 }
 
-// OnReceive makes the server call f with every message read from a
-// connection that arrives from then on (where Received would keep it),
-// whether or not the server records: a soak checks what it needs and
-// keeps nothing. f runs on the connection's goroutine, concurrently for
-// different connections; m is valid only during the call. nil removes it.
-func (s *Server) OnReceive(f func(c *ConnInfo, m []byte)) {
-	s.mu.Lock()
-	s.observe = f
-	s.mu.Unlock()
-}
-
 // Conns returns the connections recorded so far, in order.
 func (s *Server) Conns() []*ConnInfo {
 	s.mu.Lock()
@@ -274,7 +262,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, tcp net.Conn) (*P
 	s.wg.Add(1)
 	s.accepted++
 	info := &ConnInfo{Index: s.accepted, Header: r.Header.Clone(), URL: r.RequestURI,
-		Path: r.URL.Path, Query: r.URL.Query(), keep: !s.unkept, observe: s.observe}
+		Path: r.URL.Path, Query: r.URL.Query(), keep: !s.unkept}
 	if info.keep {
 		s.conns = append(s.conns, info)
 	}

@@ -60,16 +60,14 @@ type runner struct {
 }
 
 // Run runs the chaos and returns its report. The server must have no
-// other plans queued; Run installs its planner and its check of the
-// replies (OnReceive), and turns the server's records off: a soak must not
-// grow with its connections.
+// other plans queued; Run installs its planner and turns the server's
+// records off: a soak must not grow with its connections.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Server == nil {
 		return nil, errors.New("chaos: no server")
 	}
 	r := newRunner(cfg)
 	cfg.Server.SetRecording(false)
-	cfg.Server.OnReceive(countMisrouted)
 	cfg.Server.SetPlanner(r.plan)
 	misroutedBefore := misrouted.Load()
 
@@ -94,7 +92,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	wg.Wait()
 	cancel()
 	cfg.Server.SetPlanner(nil)
-	cfg.Server.OnReceive(nil)
 
 	rep := r.fill(int(nextID.Load()))
 	rep.RepliesMisrouted = misrouted.Load() - misroutedBefore

@@ -27,8 +27,8 @@ func withAppPings(step resockettest.Step) resockettest.Step {
 	}
 }
 
-// countMisrouted sees every message the server reads (Server.OnReceive):
-// a reply to a ping must arrive on the socket the ping came from.
+// countMisrouted sees every reply the chaos echo reads (echoText): a
+// reply to a ping must arrive on the socket the ping came from.
 func countMisrouted(c *resockettest.ConnInfo, m []byte) {
 	if len(m) == 0 || m[0] != 'r' {
 		return

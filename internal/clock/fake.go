@@ -57,8 +57,8 @@ func (f *Fake) Advance(d time.Duration) {
 func (f *Fake) Set(t time.Time) {
 	for {
 		f.mu.Lock()
-		next := f.nextDue(t)
-		if next == nil {
+		next := f.earliest()
+		if next == nil || next.at.After(t) {
 			if t.After(f.now) {
 				f.now = t
 			}
@@ -74,12 +74,12 @@ func (f *Fake) Set(t time.Time) {
 	}
 }
 
-// nextDue returns the armed timer with the earliest deadline not after t.
-// The caller holds mu.
-func (f *Fake) nextDue(t time.Time) *fakeTimer {
+// earliest returns the armed timer with the earliest deadline (of those
+// that tie, the first armed), or nil. The caller holds mu.
+func (f *Fake) earliest() *fakeTimer {
 	var next *fakeTimer
 	for _, tm := range f.timers {
-		if !tm.at.After(t) && (next == nil || tm.at.Before(next.at)) {
+		if next == nil || tm.at.Before(next.at) {
 			next = tm
 		}
 	}
@@ -102,13 +102,10 @@ func (f *Fake) Pending() []time.Duration {
 func (f *Fake) Next() (time.Time, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var next time.Time
-	for _, t := range f.timers {
-		if next.IsZero() || t.at.Before(next) {
-			next = t.at
-		}
+	if next := f.earliest(); next != nil {
+		return next.at, true
 	}
-	return next, !next.IsZero()
+	return time.Time{}, false
 }
 
 // Arms returns how many times a timer was armed (made or Reset with a
