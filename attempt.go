@@ -107,7 +107,8 @@ func (l *loop) dial(ctx context.Context) (*socket, *http.Response, *outcome) {
 		return nil, nil, &outcome{d: c.redact.disconnect(d)}
 	}
 	conn.SetReadLimit(c.cfg.readLimit)
-	s := &socket{c: c, conn: conn, tcp: slot, attempt: l.attempt, writing: make(chan struct{}, 1)}
+	s := &socket{c: c, conn: conn, tcp: slot, attempt: l.attempt, writing: make(chan struct{}, 1),
+		beatClosed: make(chan struct{})}
 	s.cutCtx, s.cutCancel = context.WithCancel(context.Background())
 	s.idle.clock = c.cfg.clock
 	s.idle.born, s.idle.changed = s.idle.clock.Now(), make(chan struct{}, 1)

@@ -46,7 +46,7 @@ func (c *Client) close(r *stopRequest) {
 		c.handlerClosedOnce.Do(func() { close(c.handlerClosed) })
 	}
 	if s := c.current.Load(); s != nil && s.beatG.Load() != 0 && s.beatG.Load() == goid() {
-		s.closedFromBeat.Store(true) // Close from a Session.Heartbeat beat
+		s.beatClosedOnce.Do(func() { close(s.beatClosed) }) // Close from a Session.Heartbeat beat
 	}
 	c.mu.Lock()
 	c.requestStop(r)

@@ -406,6 +406,42 @@ func TestCloseFromABeat(t *testing.T) {
 	waitDone(t, c)
 }
 
+// A beat that closes the client once its socket ended (a protocol's
+// "stop" noticed as the socket goes) must not wait for the loop that is
+// releasing that socket, nor the loop for it.
+func TestCloseFromABeatAsItsSocketEnds(t *testing.T) {
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{
+		resockettest.ReadMode(), resockettest.Sleep(100 * time.Millisecond), // beats go out meanwhile
+		resockettest.Close(websocket.StatusGoingAway, "restart")}})
+	var c *resocket.Client
+	var once sync.Once
+	closed := make(chan struct{})
+	c, rec := newRecorded(t, srv.URL, fast(resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+		s.Heartbeat(time.Millisecond, func(ctx context.Context) error {
+			once.Do(func() {
+				<-s.Done()                        // the socket ended: the loop is letting it go
+				time.Sleep(20 * time.Millisecond) // and waits for this beat
+				c.Close()
+				close(closed)
+			})
+			return nil
+		})
+		return s.Conn.Write(ctx, websocket.MessageText, []byte(s.Mode.String()))
+	}))...)
+	if err := c.Connect(bounded(t)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(waitLimit):
+		t.Fatalf("Close from a beat of an ending socket did not return (state %v, events %v)", c.State(), rec.all())
+	}
+	waitDone(t, c)
+	if c.Err() != resocket.ErrClosed || countEvents[resocket.Disconnected](rec) > 1 {
+		t.Fatalf("Err %v, events %v; want ErrClosed and at most the 1001's Disconnected", c.Err(), rec.all())
+	}
+}
+
 // Close and the caller's ctx stop the client with no verdict events.
 func TestCallerStopsAreNotErrors(t *testing.T) {
 	t.Parallel()

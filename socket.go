@@ -28,13 +28,14 @@ type socket struct {
 	// beats counts the goroutines beside the socket (the application
 	// heartbeat, the idle watch); spawn starts them, and none starts once
 	// the socket is released. beatG is the heartbeat's goroutine id, and
-	// closedFromBeat is set when its beat called Close: release cannot
-	// wait for the goroutine that is waiting for it.
+	// beatClosed closes when its beat called Close: release cannot wait
+	// for the goroutine that is waiting for it.
 	beats          sync.WaitGroup
 	goMu           sync.Mutex
 	released       bool
 	beatG          atomic.Uint64
-	closedFromBeat atomic.Bool
+	beatClosed     chan struct{}
+	beatClosedOnce sync.Once
 
 	// end is what is known of how the socket ended (ending.go); cutCtx
 	// ends with the client's first cut, to wake the loop.
@@ -83,12 +84,25 @@ func (s *socket) release() {
 	s.released = true
 	s.goMu.Unlock()
 	s.cancel()
-	if !s.closedFromBeat.Load() { // else the beat returns right after its Close does
-		s.beats.Wait()
-	}
+	s.waitBeats()
 	c.mu.Lock()
 	c.current.CompareAndSwap(s, nil)
 	c.mu.Unlock()
+}
+
+// waitBeats waits for the goroutines beside the socket, or until its beat
+// calls Close, before or during the wait: that beat waits for the loop,
+// and returns right after its Close does.
+func (s *socket) waitBeats() {
+	done := make(chan struct{})
+	go func() {
+		s.beats.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-s.beatClosed:
+	}
 }
 
 // spawn runs f on a goroutine counted in beats, unless the socket was
