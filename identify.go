@@ -57,15 +57,8 @@ func (s *Session) WaitIdentify(ctx context.Context) error {
 		sock.identifying.Store(false)
 		sock.stalls.Add(1) // the beat due next is not judged on the wait's silence
 	}()
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(c.life, cancel)()
-	defer context.AfterFunc(sock.cutCtx, cancel)()
-
 	c.log.Debug("resocket: waiting for the identify limiter", "attempt", sock.attempt)
-	start := time.Now()
-	err := lim.Wait(wctx)
-	waited := time.Since(start)
+	waited, err := c.waitLimiter(ctx, lim, sock.cutCtx)
 	switch {
 	case err == nil:
 	case c.life.Err() != nil || sock.wasCut(): // first: a Reconnect's cut also ends the handshake's ctx

@@ -69,7 +69,7 @@ func (s *Session) Write(ctx context.Context, typ websocket.MessageType, p []byte
 	if sock.retired.Load() {
 		return sock.endedError()
 	}
-	if err := c.waitWriteLimiter(ctx); err != nil {
+	if err := c.waitWriteLimiter(ctx, sock); err != nil {
 		return err
 	}
 	if done, err := sock.writeMessage(ctx, typ, p); done {

@@ -119,3 +119,41 @@ func TestScopedActsOnBadInput(t *testing.T) {
 	}
 	receive(t, m.Session.Done())
 }
+
+// A Session.Write waiting its turn on the write limiter ends when its
+// socket does: it returns ErrSocketEnded then, not when the limiter or
+// its ctx lets go (a wait cut short takes no turn).
+func TestSessionWriteWaitEndsWithItsSocket(t *testing.T) {
+	hangup := make(chan struct{})
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{
+		resockettest.Send("hi"),
+		func(ctx context.Context, p *resockettest.Peer) error {
+			select {
+			case <-hangup:
+			case <-ctx.Done():
+			}
+			return p.Hangup()
+		},
+	}})
+	waiting := make(chan struct{}, 1)
+	never := limiterFunc(func(ctx context.Context) error { // no turn is ever free
+		waiting <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	c, rec := newRecorded(t, srv.URL, fast(resocket.WithWriteLimiter(never))...)
+	if err := c.Connect(bounded(t)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.ReadMessage(bounded(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrote := make(chan error, 1)
+	go func() { wrote <- m.Session.Write(bounded(t), websocket.MessageText, []byte("late")) }()
+	receive(t, waiting)
+	close(hangup)
+	err = receive(t, wrote)
+	mustErrorIs(t, err, resocket.ErrSocketEnded)
+	rec.connected(t, 2)
+}

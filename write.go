@@ -35,7 +35,7 @@ func (c *Client) Write(ctx context.Context, typ websocket.MessageType, p []byte)
 	if err := checkMessageType("Write", typ); err != nil {
 		return err
 	}
-	if err := c.waitWriteLimiter(ctx); err != nil {
+	if err := c.waitWriteLimiter(ctx, nil); err != nil {
 		return err
 	}
 	for {
@@ -116,27 +116,45 @@ func (s *socket) writeMessage(ctx context.Context, typ websocket.MessageType, p 
 }
 
 // waitWriteLimiter waits on WithWriteLimiter's Limiter, if any, bounded
-// by ctx and cut by Close.
-func (c *Client) waitWriteLimiter(ctx context.Context) error {
+// by ctx and cut by Close. For a Session.Write, s is its socket, whose end
+// cuts the wait too: the write could not go out on the next one.
+func (c *Client) waitWriteLimiter(ctx context.Context, s *socket) error {
 	if c.cfg.writeLimiter == nil {
 		return nil
 	}
 	if st := c.State(); st == StateClosing || st == StateClosed {
 		return c.closedErr()
 	}
+	var cuts []context.Context
+	if s != nil {
+		cuts = []context.Context{s.ctx, s.cutCtx}
+	}
+	waited, err := c.waitLimiter(ctx, c.cfg.writeLimiter, cuts...)
+	c.stats.writeLimiterWaited.Add(int64(waited))
+	switch {
+	case err == nil:
+		return nil
+	case s != nil && (s.ctx.Err() != nil || s.wasCut()):
+		return s.endedError()
+	case ctx.Err() == nil && c.life.Err() != nil:
+		return c.closedErr()
+	}
+	return fmt.Errorf("resocket: write: waiting for the write limiter: %w", err)
+}
+
+// waitLimiter waits for a turn of lim, bounded by ctx and cut by Close and
+// by the end of any of cuts, and says how long it waited on the client's
+// clock.
+func (c *Client) waitLimiter(ctx context.Context, lim Limiter, cuts ...context.Context) (time.Duration, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(c.life, cancel)()
-	start := c.cfg.clock.Now()
-	err := c.cfg.writeLimiter.Wait(wctx)
-	c.stats.writeLimiterWaited.Add(int64(c.cfg.clock.Now().Sub(start)))
-	if err != nil {
-		if ctx.Err() == nil && c.life.Err() != nil {
-			return c.closedErr()
-		}
-		return fmt.Errorf("resocket: write: waiting for the write limiter: %w", err)
+	for _, cut := range cuts {
+		defer context.AfterFunc(cut, cancel)()
 	}
-	return nil
+	start := c.cfg.clock.Now()
+	err := lim.Wait(wctx)
+	return c.cfg.clock.Now().Sub(start), err
 }
 
 // writeFailed retires the socket after a Write failed on it, so that
