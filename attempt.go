@@ -55,7 +55,7 @@ func (l *loop) connect() (*socket, *outcome) {
 	}
 	if err == nil && !s.wasCut() { // a write that failed meanwhile is for the pump to explain
 		if o := s.identifySkipped(); o != nil {
-			s.cut(*o, false)
+			s.cut(*o)
 			return nil, l.handshakeFailed(s, nil)
 		}
 		return s, nil
@@ -113,7 +113,7 @@ func (l *loop) dial(ctx context.Context) (*socket, *http.Response, *outcome) {
 	s.idle.clock = c.cfg.clock
 	s.idle.born, s.idle.changed = s.idle.clock.Now(), make(chan struct{}, 1)
 	s.end.done = make(chan struct{})
-	s.session = &Session{Mode: l.mode, Attempt: l.attempt, Conn: conn, c: c, sock: s}
+	s.session = &Session{Mode: l.mode, Attempt: l.attempt, Conn: conn, sock: s}
 	s.ctx, s.cancel = context.WithCancel(c.life)
 	c.mu.Lock() // under c.mu, so that a Reconnect either sees it or cuts the attempt
 	c.current.Store(s)
@@ -179,9 +179,11 @@ func (s *socket) handshake(ctx context.Context, resp *http.Response) error {
 // was cut while it ran, and closes it.
 func (l *loop) handshakeFailed(s *socket, err error) *outcome {
 	o := s.verdict(err, true)
-	code, reason := o.closeCode, o.closeReason
+	var code websocket.StatusCode
+	var reason string
 	switch {
-	case code != 0: // Reconnect's
+	case o.byRequest: // Reconnect's
+		code, reason = o.d.Code, o.d.Reason
 	case o.forced != nil && *o.forced != ActionRetry:
 		code, reason = websocket.StatusNormalClosure, "" // the session is over anyway
 	default:

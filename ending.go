@@ -39,8 +39,8 @@ type ending struct {
 // cut ends s with the client's own verdict material, unless the socket
 // already has a cut or a verdict. It reports whether this cut is the one
 // that stands. The socket is closed at once, without a close frame, unless
-// keepOpen: Reconnect's cut leaves the close frame to the loop.
-func (s *socket) cut(o outcome, keepOpen bool) bool {
+// the cut is a Reconnect's: its close frame is the loop's to send.
+func (s *socket) cut(o outcome) bool {
 	s.end.mu.Lock()
 	first := s.end.cut == nil && !s.end.decided
 	if first {
@@ -52,7 +52,7 @@ func (s *socket) cut(o outcome, keepOpen bool) bool {
 	}
 	s.retired.Store(true)
 	s.cutCancel()
-	if !keepOpen {
+	if !o.byRequest {
 		s.conn.CloseNow()
 	}
 	return true
@@ -63,10 +63,10 @@ func (s *socket) cut(o outcome, keepOpen bool) bool {
 func (s *socket) closingFrame() (websocket.StatusCode, string) {
 	s.end.mu.Lock()
 	defer s.end.mu.Unlock()
-	if s.end.cut == nil {
+	if s.end.cut == nil || !s.end.cut.byRequest {
 		return 0, ""
 	}
-	return s.end.cut.closeCode, s.end.cut.closeReason
+	return s.end.cut.d.Code, s.end.cut.d.Reason
 }
 
 // setPending records (o non-nil) or withdraws a Write's cut in progress.

@@ -99,7 +99,7 @@ func (s *socket) pingOnce(ctx context.Context) bool {
 			continue
 		}
 		if s.cut(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
-			Err: fmt.Errorf("%w within %v", ErrHeartbeatTimeout, c.cfg.heartbeatTimeout)}}, false) {
+			Err: fmt.Errorf("%w within %v", ErrHeartbeatTimeout, c.cfg.heartbeatTimeout)}}) {
 			c.stats.heartbeatTimeouts.Add(1)
 		}
 		<-pong // the cut ends the ping
@@ -143,7 +143,7 @@ func (s *Session) Heartbeat(interval time.Duration, beat func(ctx context.Contex
 	}
 	if err := checkHeartbeat(interval, beat); err != nil {
 		fatal := ActionFatal
-		sock.cut(outcome{d: Disconnect{Err: err}, forced: &fatal}, false)
+		sock.cut(outcome{d: Disconnect{Err: err}, forced: &fatal})
 		return
 	}
 	sock.app.mu.Lock()
@@ -180,14 +180,14 @@ func (s *socket) beatLoop(interval time.Duration, beat func(context.Context) err
 		t.Reset(interval)
 		if s.zombie(&mark) {
 			if s.cut(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
-				Err: fmt.Errorf("%w within %v", ErrZombie, interval)}}, false) {
+				Err: fmt.Errorf("%w within %v", ErrZombie, interval)}}) {
 				c.stats.heartbeatTimeouts.Add(1)
 			}
 			return
 		}
-		if err := sendBeat(s, c.cfg.clock.Now(), interval, beat); err != nil {
+		if err := s.sendBeat(interval, beat); err != nil {
 			s.cut(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
-				Err: fmt.Errorf("heartbeat beat failed: %w", c.redact.err(err))}}, false)
+				Err: fmt.Errorf("heartbeat beat failed: %w", c.redact.err(err))}})
 			return
 		}
 	}
@@ -200,11 +200,16 @@ func (s *socket) beatLoop(interval time.Duration, beat func(context.Context) err
 // of an older socket that the consumer has yet to take), and while the
 // handshake waits for its identify turn.
 func (s *socket) zombie(mark *stallMark) bool {
-	busy := len(s.c.queue) > 0 || s.identifying.Load()
+	busy := s.consumerBehind() || s.identifying.Load()
 	s.app.mu.Lock()
 	defer s.app.mu.Unlock()
 	return !s.stalledSince(mark, busy) && s.app.outstanding
 }
+
+// consumerBehind reports whether the consumer holds up what arrives now:
+// the pump waits for it or runs its handler, or messages it has not taken
+// wait in the read queue.
+func (s *socket) consumerBehind() bool { return s.stalled.Load() || len(s.c.queue) > 0 }
 
 // stallMark is what a heartbeat saw of the consumer at its last check.
 type stallMark struct {
@@ -226,9 +231,9 @@ func (s *socket) stalledSince(mark *stallMark, busy bool) bool {
 }
 
 // sendBeat sends one beat, turning a panic into an error.
-func sendBeat(s *socket, now time.Time, interval time.Duration, beat func(context.Context) error) (err error) {
+func (s *socket) sendBeat(interval time.Duration, beat func(context.Context) error) (err error) {
 	s.app.mu.Lock()
-	s.app.outstanding, s.app.sentAt = true, now
+	s.app.outstanding, s.app.sentAt = true, s.c.cfg.clock.Now()
 	s.app.mu.Unlock()
 	defer func() {
 		if p := recover(); p != nil {

@@ -91,12 +91,12 @@ func (s *socket) idleLoop() {
 			switch {
 			case silent < limit:
 				wait = limit - silent
-			case s.stalled.Load() || len(c.queue) > 0:
+			case s.consumerBehind():
 				s.idle.last.Store(int64(s.idle.since())) // what waits may have come in time
 				wait = limit
 			default:
 				if s.cut(outcome{d: Disconnect{Code: websocket.StatusAbnormalClosure,
-					Err: fmt.Errorf("%w for %v", ErrIdleTimeout, limit)}}, false) {
+					Err: fmt.Errorf("%w for %v", ErrIdleTimeout, limit)}}) {
 					c.stats.idleTimeouts.Add(1)
 				}
 				return

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/coder/websocket"
 )
 
 // The connection loop owns the lifecycle. Close, the Connect ctx, a fatal
@@ -26,17 +25,11 @@ type outcome struct {
 	forced *Action // chosen by the handshake (Fatal, Reidentify) or by Reconnect
 	stable bool    // the socket stayed OPEN for the stable period
 	opened bool    // the socket had reached OPEN
-	// noAttempt marks a Reconnect during the wait: it ends no socket, so
-	// its Disconnected names no attempt (Attempt 0).
-	noAttempt bool
-	// byRequest marks a Reconnect's outcome; delay, when set, replaces the
-	// schedule (a Reconnect during the wait).
+	// byRequest marks a Reconnect's outcome: on a socket, its close frame
+	// is d.Code and d.Reason. delay, when set, replaces the schedule: a
+	// Reconnect during the wait, which ends no socket or attempt.
 	byRequest bool
 	delay     *time.Duration
-	// closeCode and closeReason, when set, are the close frame the client
-	// sends on the socket (a Reconnect's).
-	closeCode   websocket.StatusCode
-	closeReason string
 }
 
 // loop is the connection loop's own state; only its goroutine touches it.
@@ -147,7 +140,7 @@ func (l *loop) judge(o outcome) bool {
 	c.log.Debug("resocket: disconnected", "code", int(o.d.Code), "reason", o.d.Reason,
 		"status", o.d.HTTPStatus, "err", o.d.Err, "action", action, "next", delay)
 	attempt := l.attempt
-	if o.noAttempt {
+	if o.delay != nil { // a Reconnect during the wait: its Disconnected names no attempt
 		attempt = 0
 	}
 	publish(&c.events, Disconnected{Disconnect: o.d, Action: action, Next: delay, Attempt: attempt, Opened: o.opened})
@@ -258,7 +251,6 @@ func (l *loop) wait() (*outcome, bool) {
 				continue
 			}
 			o := r.outcome()
-			o.noAttempt = true      // no socket or attempt of its own: its Disconnected names none
 			var delay time.Duration // cut the wait
 			if l.waitByReq {
 				delay = max(deadline.Sub(clk.Now()), 0)

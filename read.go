@@ -168,7 +168,7 @@ func (s *socket) handle(m Message) (err error) {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("message handler panicked: %v", p)
 			fatal := ActionFatal
-			s.cut(outcome{d: Disconnect{Err: err}, forced: &fatal}, false)
+			s.cut(outcome{d: Disconnect{Err: err}, forced: &fatal})
 		}
 	}()
 	c.cfg.onMessage(m)

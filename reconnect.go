@@ -125,7 +125,5 @@ func (s *Session) Reconnect(code websocket.StatusCode, reason string, a Action) 
 // already decided: a cut made before it (a heartbeat's) still leaves the
 // socket to the precedence table.
 func (s *socket) reconnect(r reconnectRequest) bool {
-	o := r.outcome()
-	o.closeCode, o.closeReason = r.code, r.reason
-	return s.cut(o, true) || !s.ended()
+	return s.cut(r.outcome()) || !s.ended()
 }

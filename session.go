@@ -32,17 +32,16 @@ type Session struct {
 	// not hold it.
 	Response *http.Response
 
-	c    *Client
 	sock *socket
 }
 
 // live returns the client and socket behind s, or false for a nil Session
 // or one the client did not make.
 func (s *Session) live() (*Client, *socket, bool) {
-	if s == nil || s.c == nil || s.sock == nil {
+	if s == nil || s.sock == nil {
 		return nil, nil, false
 	}
-	return s.c, s.sock, true
+	return s.sock.c, s.sock, true
 }
 
 // Write sends one message on this socket only, from the handshake on. It

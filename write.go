@@ -107,7 +107,7 @@ func (s *socket) writeMessage(ctx context.Context, typ websocket.MessageType, p 
 		return true, nil
 	case cut:
 		o := writeCut(ctx)
-		s.cut(o, false)
+		s.cut(o)
 		return true, fmt.Errorf("resocket: write: %w", o.d.Err)
 	default:
 		s.writeFailed(err)
@@ -218,7 +218,7 @@ func (w *boundedWrite) cut() {
 	}
 	w.mu.Unlock()
 	if !known {
-		w.s.cut(writeCut(w.ctx), false)
+		w.s.cut(writeCut(w.ctx))
 	}
 }
 
