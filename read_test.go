@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -155,6 +156,47 @@ func TestHandlerOrderAcrossReconnects(t *testing.T) {
 		if m != want {
 			t.Fatalf("message %d is %q, want %q", i, m, want)
 		}
+	}
+}
+
+// With WithOnMessage, the handshake of socket N+1 starts only after the
+// handler returned for socket N's last message, however long it runs and
+// however soon the socket ended.
+func TestNextHandshakeWaitsForTheHandler(t *testing.T) {
+	t.Parallel()
+	entered := make(chan struct{})
+	srv := resockettest.NewServer(t, resockettest.Script{Steps: []resockettest.Step{
+		resockettest.Send("last"),
+		func(ctx context.Context, p *resockettest.Peer) error {
+			select { // the handler holds "last": reset the socket under it
+			case <-entered:
+			case <-ctx.Done():
+			}
+			return p.Reset()
+		},
+	}})
+	var returned atomic.Bool
+	early := make(chan bool, 2)
+	c, err := resocket.Dial(bounded(t), srv.URL, fast(
+		resocket.WithOnMessage(func(m resocket.Message) {
+			if string(m.Data) == "last" {
+				close(entered)
+				time.Sleep(100 * time.Millisecond) // the reset lands meanwhile
+				returned.Store(true)
+			}
+		}),
+		resocket.WithHandshake(func(ctx context.Context, s *resocket.Session) error {
+			if s.Attempt == 2 {
+				early <- !returned.Load()
+			}
+			return nil
+		}))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if receive(t, early) {
+		t.Fatal("socket 2's handshake started while the handler ran for socket 1's last message")
 	}
 }
 
