@@ -172,30 +172,21 @@ var padding = []byte(strings.Repeat("x", 192<<10))
 // times in a row.
 func pinging(rng *rand.Rand, step resockettest.Step) resockettest.Step {
 	bursts, gap := 1+rng.IntN(5), time.Duration(rng.IntN(20))*time.Millisecond
-	return func(ctx context.Context, p *resockettest.Peer) error {
-		pctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			for i := 0; i < bursts; i++ {
-				if resockettest.Sleep(gap)(pctx, p) != nil {
+	return alongside(step, func(ctx context.Context, p *resockettest.Peer) {
+		for i := 0; i < bursts; i++ {
+			if resockettest.Sleep(gap)(ctx, p) != nil {
+				return
+			}
+			for k := 0; k <= i; k++ { // a growing burst
+				tctx, tcancel := context.WithTimeout(ctx, time.Second)
+				err := p.Conn.Ping(tctx)
+				tcancel()
+				if err != nil {
 					return
 				}
-				for k := 0; k <= i; k++ { // a growing burst
-					tctx, tcancel := context.WithTimeout(pctx, time.Second)
-					err := p.Conn.Ping(tctx)
-					tcancel()
-					if err != nil {
-						return
-					}
-				}
 			}
-		}()
-		err := step(ctx, p)
-		cancel()
-		<-done
-		return err
-	}
+		}
+	})
 }
 
 // fragmented sends n numbered messages, each in two or three frames, and

@@ -17,12 +17,19 @@ import (
 // protocol does ("p<conn>:<n>", every pingEvery). The client answers each
 // through the Session its ping came on ("r<conn>:<n>"); countMisrouted
 // counts a reply that reached another socket.
-func withAppPings(step resockettest.Step) resockettest.Step {
+func withAppPings(step resockettest.Step) resockettest.Step { return alongside(step, ping) }
+
+// alongside runs step while bg runs on a goroutine of its own; bg's ctx
+// ends when step returns, and the step returns once bg has.
+func alongside(step resockettest.Step, bg func(ctx context.Context, p *resockettest.Peer)) resockettest.Step {
 	return func(ctx context.Context, p *resockettest.Peer) error {
-		ctx, cancel := context.WithCancel(ctx)
-		pinger := make(chan struct{})
-		go func() { defer close(pinger); ping(ctx, p) }()
-		defer func() { cancel(); <-pinger }()
+		bctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			bg(bctx, p)
+		}()
+		defer func() { cancel(); <-done }()
 		return step(ctx, p)
 	}
 }
@@ -95,16 +102,10 @@ func echoText(ctx context.Context, p *resockettest.Peer) error {
 
 // echoTextThen is echoText for d, then fault.
 func echoTextThen(d time.Duration, fault resockettest.Step) resockettest.Step {
-	return func(ctx context.Context, p *resockettest.Peer) error {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			echoText(ctx, p)
-		}()
+	return alongside(func(ctx context.Context, p *resockettest.Peer) error {
 		resockettest.Sleep(d)(ctx, p)
 		err := fault(ctx, p)
 		p.Conn.CloseNow()
-		<-done
 		return err
-	}
+	}, func(ctx context.Context, p *resockettest.Peer) { echoText(ctx, p) })
 }
