@@ -72,7 +72,7 @@ type Stats struct {
 	HeartbeatTimeouts int64  // sockets cut for a missing pong, or as zombies (a heartbeat not acknowledged)
 	IdleTimeouts      int64  // sockets cut because nothing arrived within Session.SetIdleTimeout's limit
 	EventsDropped     uint64 // events dropped from full subscriber buffers
-	MessagesIn        int64  // messages delivered (to Read's queue or the handler); not the handshake's own reads on Session.Conn
+	MessagesIn        int64  // messages delivered: returned by Read and ReadMessage, or given to the handler; not the handshake's own reads on Session.Conn
 	BytesIn           int64  // their payload bytes
 	MessagesOut       int64  // messages Write and Session.Write handed to a socket; not writes on Session.Conn
 	BytesOut          int64  // their payload bytes

@@ -42,3 +42,13 @@ func Transition(c *Client, to State) (bool, int64) {
 	ok := c.transition(to, nil, nil)
 	return ok, c.refused.Load()
 }
+
+// Backlog reports how many messages wait in Read's queue, and whether the
+// current socket's pump waits for the consumer: what the heartbeats count
+// as a stalled consumer.
+func (c *Client) Backlog() (queued int, pumpWaiting bool) {
+	if s := c.current.Load(); s != nil {
+		pumpWaiting = s.stalled.Load()
+	}
+	return len(c.queue), pumpWaiting
+}

@@ -338,7 +338,7 @@ func TestStallAcrossABeatIsNotAZombie(t *testing.T) {
 		})
 		return nil
 	}))
-	waitFor(t, "the backlog in the read queue", func() bool { return c.Stats().MessagesIn == 1 })
+	waitFor(t, "the backlog in the read queue", func() bool { queued, _ := c.Backlog(); return queued == 1 })
 	if err := clk.WaitForTimers(1, waitLimit); err != nil {
 		t.Fatal(err)
 	}
@@ -432,8 +432,10 @@ func TestStallAcrossAPongTimeoutIsNotDead(t *testing.T) {
 	clk.Advance(interval) // the ping: the consumer is not stalled
 	armed(t, clk, timeout)
 	close(backlog) // then it is: m1 fills the queue, the pump waits with m2
-	waitFor(t, "m1 in the read queue", func() bool { return c.Stats().MessagesIn == 1 })
-	time.Sleep(50 * time.Millisecond) // the pump reads m2 and waits for the consumer
+	waitFor(t, "m1 in the read queue, the pump waiting with m2", func() bool {
+		queued, waiting := c.Backlog()
+		return queued == 1 && waiting
+	})
 	extended := func(arms int) {
 		t.Helper()
 		if err := clk.WaitFor(func() bool { return clk.Arms() > arms }, waitLimit); err != nil {
@@ -451,8 +453,7 @@ func TestStallAcrossAPongTimeoutIsNotDead(t *testing.T) {
 			t.Fatalf("read %q, %v; want %s", m.Data, err, want)
 		}
 	}
-	// The pump counts m2 once it stopped waiting.
-	waitFor(t, "m2 counted", func() bool { return c.Stats().MessagesIn == 2 })
+	waitFor(t, "the pump no longer waiting", func() bool { _, waiting := c.Backlog(); return !waiting })
 	arms = clk.Arms()
 	clk.Advance(time.Nanosecond)
 	extended(arms)

@@ -56,19 +56,19 @@ func (c *Client) ReadMessage(ctx context.Context) (Message, error) {
 	}
 	select {
 	case m := <-c.queue:
-		return m, nil
+		return c.delivered(m), nil
 	default:
 	}
 	if done := ctx.Done(); done == nil { // a ctx that never ends: one case fewer to wait on
 		select {
 		case m := <-c.queue:
-			return m, nil
+			return c.delivered(m), nil
 		case <-c.done:
 		}
 	} else {
 		select {
 		case m := <-c.queue:
-			return m, nil
+			return c.delivered(m), nil
 		case <-done:
 			return Message{}, ctx.Err()
 		case <-c.done:
@@ -77,10 +77,16 @@ func (c *Client) ReadMessage(ctx context.Context) (Message, error) {
 	// CLOSED: what arrived before a fatal end is still delivered first.
 	select {
 	case m := <-c.queue:
-		return m, nil
+		return c.delivered(m), nil
 	default:
 	}
 	return Message{}, c.Err()
+}
+
+// delivered counts m, which Read is about to return.
+func (c *Client) delivered(m Message) Message {
+	c.stats.received(len(m.Data))
+	return m
 }
 
 // pump reads the socket continuously into the queue, so that pongs and
@@ -105,7 +111,6 @@ func (s *socket) pump() {
 		m := Message{Type: typ, Data: data, Attempt: s.attempt, Session: s.session}
 		select {
 		case c.queue <- m:
-			c.stats.received(len(data))
 			continue
 		default:
 		}
@@ -113,8 +118,7 @@ func (s *socket) pump() {
 		s.stalled.Store(true)
 		select {
 		case c.queue <- m:
-			s.stalled.Store(false) // first: once counted, the message is the consumer's
-			c.stats.received(len(data))
+			s.stalled.Store(false)
 		case <-c.life.Done():
 			s.readErr <- c.life.Err()
 			return
